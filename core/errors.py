@@ -1,0 +1,107 @@
+"""Typed errors the user can act on. Mapped once to HTTP statuses (api/) and exit codes (CLI).
+
+Each error has a stable ``code`` (shown in API error bodies) and a message that names
+the thing at fault (the file, the collection) and the problem.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    code = "error"
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# -- input files ---------------------------------------------------------------------
+
+
+class IngestError(RagError):
+    code = "ingest_error"
+    http_status = 422
+    exit_code = 3
+
+
+class UnsupportedFormat(IngestError):
+    code = "unsupported_format"
+    http_status = 415
+
+
+class EmptyDocument(IngestError):
+    code = "empty_document"
+
+
+class CorruptDocument(IngestError):
+    code = "corrupt_document"
+
+
+class EncryptedDocument(IngestError):
+    code = "encrypted_document"
+
+
+class DocumentTooLarge(IngestError):
+    code = "document_too_large"
+    http_status = 413
+
+
+class PathNotFound(IngestError):
+    code = "path_not_found"
+    http_status = 404
+
+
+# -- collections and documents ---------------------------------------------------------
+
+
+class NotFound(RagError):
+    code = "not_found"
+    http_status = 404
+    exit_code = 4
+
+
+class CollectionNotFound(NotFound):
+    code = "collection_not_found"
+
+
+class DocumentNotFound(NotFound):
+    code = "document_not_found"
+
+
+class CollectionEmpty(RagError):
+    code = "collection_empty"
+    http_status = 409
+    exit_code = 4
+
+
+class InvalidRequest(RagError):
+    code = "invalid_request"
+    http_status = 422
+    exit_code = 2
+
+
+# -- models and generation -------------------------------------------------------------
+
+
+class ContextOverflow(RagError):
+    """The prompt cannot fit the model's context window even with one source."""
+
+    code = "context_overflow"
+    http_status = 422
+    exit_code = 5
+
+
+class ModelNotFound(RagError):
+    code = "model_not_found"
+    http_status = 503
+    exit_code = 5
+
+
+class BackendUnavailable(RagError):
+    """An optional backend or an external server is missing or not answering."""
+
+    code = "backend_unavailable"
+    http_status = 503
+    exit_code = 5

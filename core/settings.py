@@ -1,0 +1,136 @@
+"""One settings tree for the whole platform, built once at the edge.
+
+Environment variables use the prefix ``RAG_`` and ``__`` between sections, e.g.
+``RAG_RETRIEVAL__TOP_K=8`` or ``RAG_LLM__MODEL_PATH=/models/qwen.gguf``.
+
+    settings = Settings(data_dir=tmp_path)          # tests
+    settings = Settings()                           # CLI / server: env + defaults
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.types import PromptStyle
+
+
+class FusionMode(StrEnum):
+    """How BM25 and dense result lists are combined."""
+
+    RRF = "rrf"  # reciprocal-rank fusion: sum 1 / (k + rank)
+    WEIGHTED = "weighted"  # alpha * norm(dense) + (1 - alpha) * norm(bm25)
+
+
+class IngestSettings(BaseModel):
+    chunk_size_tokens: int = Field(200, ge=16, le=8192)
+    chunk_overlap_tokens: int = Field(30, ge=0, le=4096)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    embed_batch_size: int = Field(64, ge=1)
+    # A sentence-transformers folder; None means the bundled all-MiniLM-L6-v2.
+    embedding_model_path: str | None = None
+    embedding_device: str = "cpu"
+
+
+class BM25Settings(BaseModel):
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25  # rank_bm25.BM25Okapi's idf floor factor
+    lowercase: bool = True
+    stopwords: Literal["en", "none"] = "en"
+    stemmer: Literal["english", "none"] = "english"
+
+
+class DenseSettings(BaseModel):
+    # Exact (flat inner product) below this many vectors, HNSW above it.
+    hnsw_threshold: int = Field(50_000, ge=1)
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(5, ge=1, le=200)
+    candidate_k: int = Field(100, ge=1)  # per retriever, before fusion
+    fusion: FusionMode = FusionMode.RRF
+    rrf_k: int = Field(60, ge=1)
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # weight of dense in weighted fusion
+    mmr: bool = False
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    reranker_path: str | None = None  # local sentence-transformers CrossEncoder folder
+    bm25: BM25Settings = BM25Settings()
+    dense: DenseSettings = DenseSettings()
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    # A GGUF file; None means the bundled default model (see ``bundled``).
+    model_path: str | None = None
+    bundled: Literal["gemma3-270m", "smollm2-135m"] = "gemma3-270m"
+    prompt_style: PromptStyle | None = None  # None: the measured best for the model
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(2, ge=1)
+    n_gpu_layers: int = 0
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    max_tokens: int = Field(64, ge=1, le=4096)
+    seed: int = 0
+    repeat_penalty: float = Field(1.1, ge=0.0)
+    stop: list[str] = Field(default_factory=lambda: ["\n\n", "Question:", "Passages:"])
+    # OpenAI-compatible server (backend="openai").
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_api_key: str = "not-needed"
+    openai_model: str = "local"
+    request_timeout_s: float = 120.0
+
+
+class GuardSettings(BaseModel):
+    max_question_chars: int = Field(2000, ge=1)
+    # An answer sentence needs at least this support (0..1) from its cited source.
+    min_support: float = Field(0.35, ge=0.0, le=1.0)
+    # Abstain ("not in the documents") when no retrieved chunk is this similar to the question.
+    min_retrieval_similarity: float = Field(0.15, ge=-1.0, le=1.0)
+
+
+class DBSettings(BaseModel):
+    # Any SQLAlchemy URL; None means a SQLite file in data_dir.
+    url: str | None = None
+    echo: bool = False
+
+
+class APISettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_files_per_upload: int = 100
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    default_collection: str = "default"
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
+    guards: GuardSettings = GuardSettings()
+    db: DBSettings = DBSettings()
+    api: APISettings = APISettings()
+
+    @property
+    def db_url(self) -> str:
+        return self.db.url or f"sqlite:///{(self.data_dir / 'rag.sqlite3').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,228 @@
+"""Domain types that flow between stages. Frozen dataclasses, never loose dicts.
+
+One chunk type flows end to end: the retriever returns ``ScoredChunk``; the prompt
+builder numbers them; the citation parser maps ``[n]`` back to them; the answer
+returns them as its sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+MetadataValue = str | int | float | bool | None
+
+
+class PromptStyle(StrEnum):
+    """How the grounded prompt is rendered for the model."""
+
+    COMPLETION = "completion"  # few-shot extractive completion (best for base models)
+    CHAT = "chat"  # the model's own chat template with a system instruction
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    """A run of a parsed document's text with where it sits (page, heading path).
+
+    ``start`` is the character offset of ``text`` in ``ParsedDocument.text``.
+    """
+
+    text: str
+    start: int
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    """A loaded, normalised document before chunking."""
+
+    source: str  # user-facing name (file name or path relative to the ingest root)
+    media_type: str  # e.g. "text/plain", "application/pdf"
+    sha256: str  # of the raw bytes
+    text: str  # the whole normalised text
+    blocks: tuple[TextBlock, ...]
+    size_bytes: int
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: str
+    document_id: str
+    collection: str
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    source: str
+    media_type: str
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+    token_count: int = 0
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A retrieved chunk with its fused score and the ranks each retriever gave it."""
+
+    chunk: Chunk
+    score: float
+    bm25_rank: int | None = None  # 1-based; None when BM25 did not return it
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    dense_score: float | None = None  # cosine similarity to the query
+    rerank_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Restricts retrieval to matching chunks; every given field must match (AND).
+
+    Within one field any listed value matches (OR). ``metadata`` matches document
+    metadata key/values exactly.
+    """
+
+    document_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    media_types: tuple[str, ...] = ()
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.document_ids or self.sources or self.media_types or self.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    text: str
+    collection: str
+    top_k: int = 5
+    filter: Filter = field(default_factory=Filter)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 40
+    max_tokens: int = 64
+    seed: int = 0
+    repeat_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    path: str
+    sha256: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What an LLM backend returns for one prompt."""
+
+    text: str
+    usage: Usage
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A grounded prompt ready for the model, with the sources it numbers [1]..[n].
+
+    ``sources[i]`` is source ``[i + 1]``. For COMPLETION style ``text`` is the whole
+    prompt; for CHAT style ``messages`` holds (role, content) pairs and ``text`` is empty.
+    """
+
+    style: PromptStyle
+    text: str
+    messages: tuple[tuple[str, str], ...]
+    sources: tuple[ScoredChunk, ...]
+    prompt_tokens: int
+    dropped_sources: int = 0  # lowest-ranked sources left out to fit the context window
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """Answer marker ``[n]`` mapped back to the n-th prompt source.
+
+    ``attributed`` is True when the model did not cite and the platform attributed
+    the answer text to the source that supports it best.
+    """
+
+    n: int
+    source: ScoredChunk
+    snippet: str
+    attributed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one guard."""
+
+    guard: str
+    passed: bool
+    detail: str = ""
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    retrieved: tuple[ScoredChunk, ...]
+    model: ModelInfo
+    sampling: SamplingParams
+    timings: Timings
+    usage: Usage
+    verdicts: tuple[Verdict, ...] = ()
+    dropped_citations: int = 0  # [n] markers naming a source that does not exist
+    abstained: bool = False  # True when the platform declined to answer from the sources
+
+
+IngestStatus = Literal["ingested", "unchanged", "replaced", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What happened to one input of an ingestion batch."""
+
+    source: str
+    status: IngestStatus
+    document_id: str | None = None
+    chunks: int = 0
+    error: str | None = None  # the reason, when failed
+    error_code: str | None = None  # the RagError code, when failed
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    collection: str
+    job_id: str
+    outcomes: tuple[IngestOutcome, ...]
+
+    @property
+    def failed(self) -> tuple[IngestOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "failed")
+
+    @property
+    def chunks(self) -> int:
+        return sum(o.chunks for o in self.outcomes)

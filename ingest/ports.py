@@ -1,0 +1,39 @@
+"""Ports the ingestion pipeline consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of shape (len(texts), dim)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in the embedding model's tokens (no special tokens)."""
+        ...
+
+
+class ChunkIndexer(Protocol):
+    """Writes chunks to the derived indexes (dense + sparse) of one collection.
+
+    ``upsert`` with an id already present replaces it. ``delete`` ignores unknown ids.
+    Both persist before returning (atomic file replace), so a later crash keeps them.
+    """
+
+    def upsert(
+        self,
+        collection_id: str,
+        chunk_ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+    ) -> None: ...
+
+    def delete(self, collection_id: str, chunk_ids: Sequence[str]) -> None: ...
