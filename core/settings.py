@@ -94,7 +94,7 @@ class GuardSettings(BaseModel):
     # An answer sentence needs at least this support (0..1) from its cited source.
     min_support: float = Field(0.35, ge=0.0, le=1.0)
     # Abstain ("not in the documents") when no retrieved chunk is this similar to the question.
-    min_retrieval_similarity: float = Field(0.15, ge=-1.0, le=1.0)
+    min_retrieval_similarity: float = Field(0.10, ge=-1.0, le=1.0)
 
 
 class DBSettings(BaseModel):

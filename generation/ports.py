@@ -10,7 +10,15 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import Completion, ModelInfo, Prompt, PromptStyle, Query, SamplingParams, ScoredChunk
+from core.types import (
+    Completion,
+    ModelInfo,
+    Prompt,
+    PromptStyle,
+    Query,
+    SamplingParams,
+    ScoredChunk,
+)
 
 
 class LLM(Protocol):

@@ -46,4 +46,6 @@ class DenseIndex(Protocol):
 
 
 class Reranker(Protocol):
-    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]: ...
+    def rerank(
+        self, query: str, chunks: Sequence[ScoredChunk], top_k: int
+    ) -> list[ScoredChunk]: ...

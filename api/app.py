@@ -1,0 +1,74 @@
+"""The FastAPI app factory: the composition root of the REST API.
+
+    app = create_app(Settings(data_dir=tmp_path))
+    with TestClient(app) as client:
+        client.post("/v1/query", json={"question": "…"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.platform import Platform
+from api.routers import documents, query
+from core.errors import RagError
+from core.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> FastAPI:
+    """Build the app. Start-up repairs the indexes against SQL; ``warm_up`` also loads
+    the models so the first question is not slow."""
+    platform = Platform(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(platform.startup)
+        if warm_up:
+            await run_in_threadpool(platform.warm_up)
+        yield
+
+    app = FastAPI(
+        title="rag-platform",
+        version="0.1.0",
+        description="Grounded answers with cited sources from your own documents, "
+        "on a local quantized LLM.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+
+    @app.exception_handler(RagError)
+    async def rag_error(_request: Request, exc: RagError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.http_status,
+            content={"error": {"code": exc.code, "message": exc.message}},
+        )
+
+    app.include_router(documents.router)
+    app.include_router(query.router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        with platform.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "database": platform.engine.dialect.name}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return app

@@ -1,0 +1,373 @@
+"""The `rag` command line.
+
+    rag ingest docs/ --collection handbook
+    rag ask "How do I reset my password?" --collection handbook
+    rag serve --port 8000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from core.errors import InvalidRequest, RagError
+from core.settings import Settings
+from core.types import IngestOutcome, Query
+
+app = typer.Typer(
+    help="rag-platform: grounded answers with cited sources from your own documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+docs_app = typer.Typer(help="List and delete documents.", no_args_is_help=True)
+collections_app = typer.Typer(help="List collections.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate retrieval on labelled data.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+app.add_typer(collections_app, name="collections")
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True)
+
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", "-c", help="collection name (default: settings)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+class _State:
+    data_dir: Path | None = None
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    if _State.data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": _State.data_dir})
+    return settings
+
+
+def _platform(start: bool = True) -> Any:
+    from api.platform import Platform
+
+    platform = Platform(_settings())
+    if start:
+        platform.startup()
+    return platform
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _root(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="where the database, indexes and models live", envvar=None),
+    ] = None,
+) -> None:
+    _State.data_dir = data_dir
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+_STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
+
+
+def _count_inputs(paths: list[Path]) -> int | None:
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            files = [f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")]
+        else:
+            files = [p]
+        if any(f.suffix.lower() in (".jsonl", ".ndjson") for f in files):
+            return None  # one line per document: unknown until read
+        total += len(files)
+    return total
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
+    collection: CollectionOpt = None,
+    id_field: Annotated[str, typer.Option(help="JSONL: the document id field")] = "_id",
+    text_field: Annotated[str, typer.Option(help="JSONL: the text field")] = "text",
+    title_field: Annotated[str, typer.Option(help="JSONL: the title field")] = "title",
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest files and folders; prints per file: ingested / unchanged / replaced / failed."""
+    from ingest.jsonl import JsonlFields
+
+    platform = _platform()
+    name = collection or platform.settings.default_collection
+    fields = JsonlFields(id_field=id_field, text_field=text_field, title_field=title_field)
+    total = _count_inputs(paths)
+    lines: list[IngestOutcome] = []
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), console=err, transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def on_progress(o: IngestOutcome) -> None:
+            lines.append(o)
+            progress.update(task, advance=1, description=o.source[-40:])
+            if not as_json and (total is None or total <= 200 or o.status == "failed"):
+                style = _STATUS_STYLE[o.status]
+                reason = f" — {o.error}" if o.error else ""
+                chunks = f" ({o.chunks} chunks)" if o.chunks else ""
+                progress.console.print(f"[{style}]{o.status:9}[/] {o.source}{chunks}{reason}")
+
+        report = platform.ingest.ingest_paths(
+            paths, name, jsonl=fields, on_progress=on_progress
+        )
+    counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in _STATUS_STYLE}
+    if as_json:
+        from api.schemas import IngestReportPublic
+
+        _print_json(IngestReportPublic.of(report).model_dump(mode="json"))
+    else:
+        out.print(
+            f"collection [bold]{name}[/]: {counts['ingested']} ingested, "
+            f"{counts['replaced']} replaced, {counts['unchanged']} unchanged, "
+            f"{counts['failed']} failed, {report.chunks} chunks written"
+        )
+        for o in report.failed:
+            err.print(f"[red]failed[/] {o.source}: {o.error}")
+    if report.failed:
+        raise typer.Exit(3)
+
+
+# -- ask / retrieve -----------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: CollectionOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="sources retrieved")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="answer length limit")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the documents, with numbered sources."""
+    from api.schemas import SamplingIn, answer_to_dict
+
+    platform = _platform()
+    settings = platform.settings
+    sampling = SamplingIn(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    answer = platform.query.answer(
+        question,
+        collection or settings.default_collection,
+        top_k=top_k or settings.retrieval.top_k,
+        sampling=sampling.to_core(settings.llm),
+    )
+    if as_json:
+        _print_json(answer_to_dict(answer))
+        return
+    out.print(answer.text, highlight=False)
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+        for c in answer.citations:
+            ch = c.source.chunk
+            page = f", page {ch.page}" if ch.page else ""
+            mark = " (attributed)" if c.attributed else ""
+            snippet = " ".join((c.snippet or ch.text).split())[:200]
+            out.print(f"[{c.n}] [bold]{ch.source}[/]{page}{mark}\n    {snippet}", highlight=False)
+    t = answer.timings
+    err.print(
+        f"[dim]retrieve {t.retrieve_ms:.0f} ms, generate {t.generate_ms:.0f} ms, "
+        f"total {t.total_ms:.0f} ms; model {Path(answer.model.path).name}[/]"
+    )
+
+
+@app.command()
+def retrieve(
+    query: Annotated[str, typer.Argument(help="the search text")],
+    collection: CollectionOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    method: Annotated[str, typer.Option(help="hybrid, bm25 or dense")] = "hybrid",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the ranked chunks for a query, without the LLM."""
+    from api.schemas import retrieved_to_dict
+
+    if method not in ("hybrid", "bm25", "dense"):
+        raise InvalidRequest(f"--method must be hybrid, bm25 or dense, not '{method}'")
+    platform = _platform()
+    settings = platform.settings
+    chunks = platform.retriever.retrieve(
+        Query(
+            text=query,
+            collection=collection or settings.default_collection,
+            top_k=top_k or settings.retrieval.top_k,
+        ),
+        method=method,
+    )
+    if as_json:
+        _print_json({"chunks": [retrieved_to_dict(c, with_text=True) for c in chunks]})
+        return
+    table = Table("#", "score", "bm25", "dense", "source", "text")
+    for i, c in enumerate(chunks, 1):
+        table.add_row(
+            str(i), f"{c.score:.4f}", str(c.bm25_rank or "-"), str(c.dense_rank or "-"),
+            c.chunk.source, " ".join(c.chunk.text.split())[:90],
+        )
+    out.print(table)
+
+
+# -- documents and collections ----------------------------------------------------------------
+
+
+@docs_app.command("list")
+def docs_list(collection: CollectionOpt = None, as_json: JsonOpt = False) -> None:
+    """List a collection's documents."""
+    from api import service
+
+    platform = _platform(start=False)
+    docs = service.list_documents(platform, collection or platform.settings.default_collection)
+    if as_json:
+        _print_json(docs.model_dump(mode="json"))
+        return
+    table = Table("id", "source", "type", "version", "status", "chunks", "bytes")
+    for d in docs.data:
+        table.add_row(
+            d.id, d.source, d.media_type, str(d.version), d.status, str(d.n_chunks),
+            str(d.size_bytes),
+        )
+    out.print(table)
+
+
+@docs_app.command("delete")
+def docs_delete(
+    document_ids: Annotated[list[str], typer.Argument(help="document ids (see `rag docs list`)")],
+    collection: CollectionOpt = None,
+) -> None:
+    """Delete documents from SQL and both indexes."""
+    platform = _platform()
+    name = collection or platform.settings.default_collection
+    for doc_id in document_ids:
+        platform.ingest.delete_document(name, doc_id)
+        out.print(f"deleted {doc_id}")
+
+
+@collections_app.command("list")
+def collections_list(as_json: JsonOpt = False) -> None:
+    """List collections with their document and chunk counts."""
+    from api import service
+
+    cols = service.list_collections(_platform(start=False))
+    if as_json:
+        _print_json(cols.model_dump(mode="json"))
+        return
+    table = Table("name", "documents", "chunks", "fusion", "created")
+    for c in cols.data:
+        fusion = c.fusion.mode or "default"
+        table.add_row(c.name, str(c.documents), str(c.chunks), fusion, str(c.created_at)[:19])
+    out.print(table)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[str, typer.Option(help="scifact, squad or xquad")],
+    split: Annotated[str | None, typer.Option(help="test, train or dev")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """BM25 alone, dense alone and hybrid (each fusion mode) on a public data set: one table."""
+    from evals.retrieval_eval import evaluate_retrieval, render_table
+
+    result = evaluate_retrieval(_settings(), dataset, split)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        render_table(result, out)
+
+
+@app.command()
+def tune(
+    collection: CollectionOpt = None,
+    dataset: Annotated[str, typer.Option(help="labelled queries: scifact, squad or xquad")] = "",
+    split: Annotated[str | None, typer.Option(help="the labelled split (e.g. train)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search fusion parameters on labelled queries and store the best for the collection."""
+    from evals.tune import render_tune, tune_fusion
+
+    if not dataset:
+        raise InvalidRequest("--dataset is required (scifact, squad or xquad)")
+    result = tune_fusion(_settings(), collection, dataset, split)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        render_tune(result, out)
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default: settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: settings)")] = None,
+) -> None:
+    """Serve the REST API (/docs) and the web page (/)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    application = create_app(settings, warm_up=True)
+    err.print(
+        f"serving on http://{host or settings.api.host}:{port or settings.api.port} "
+        "(API docs at /docs)"
+    )
+    uvicorn.run(application, host=host or settings.api.host, port=port or settings.api.port)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point: run the app, turning platform errors into a message and an exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+    except RagError as e:
+        err.print(f"[red]error[/] ({e.code}): {e.message}", highlight=False)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The composition root: every stage built from one Settings, heavy parts late and once.
+
+    platform = Platform(Settings(data_dir=tmp_path))
+    platform.startup()                      # repair indexes against SQL, finish crashed ingests
+    report = platform.ingest.ingest_paths([Path("examples")], "default")
+    answer = platform.query.answer("What is RRF?", "default")
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Engine
+
+from core.db import make_engine
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from generation.pipeline import QueryPipeline
+    from ingest.embedding import SentenceTransformerEmbedder
+    from ingest.pipeline import IngestPipeline
+    from retrieval.prompt import GroundedPromptBuilder
+    from retrieval.retriever import HybridRetriever
+    from retrieval.store import IndexStore
+
+    from generation.ports import LLM
+
+
+class Platform:
+    """Holds the engine and lazily built stages; safe to share between request threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = make_engine(settings.db_url, echo=settings.db.echo)
+        self._lock = threading.RLock()
+        self._started = False
+
+    # -- stages (built on first use) ---------------------------------------------------
+
+    @cached_property
+    def embedder(self) -> SentenceTransformerEmbedder:
+        from ingest.embedding import SentenceTransformerEmbedder
+
+        with self._lock:
+            return SentenceTransformerEmbedder(
+                self.settings.ingest.embedding_model_path,
+                device=self.settings.ingest.embedding_device,
+                batch_size=self.settings.ingest.embed_batch_size,
+            )
+
+    @cached_property
+    def store(self) -> IndexStore:
+        from retrieval.store import IndexStore
+
+        with self._lock:
+            return IndexStore(self.settings.index_dir, self.settings.retrieval, self.embedder.dim)
+
+    @cached_property
+    def ingest(self) -> IngestPipeline:
+        from ingest.pipeline import IngestPipeline
+
+        with self._lock:
+            return IngestPipeline(self.engine, self.embedder, self.store, self.settings.ingest)
+
+    @cached_property
+    def retriever(self) -> HybridRetriever:
+        from retrieval.retriever import HybridRetriever
+
+        with self._lock:
+            reranker = None
+            if self.settings.retrieval.reranker_path:
+                from retrieval.rerank import CrossEncoderReranker
+
+                reranker = CrossEncoderReranker(self.settings.retrieval.reranker_path)
+            return HybridRetriever(
+                self.engine, self.store, self.embedder, self.settings.retrieval, reranker=reranker
+            )
+
+    @cached_property
+    def llm(self) -> LLM:
+        from generation.factory import build_llm
+
+        with self._lock:
+            return build_llm(self.settings.llm, self.settings.models_dir)
+
+    @cached_property
+    def prompt_builder(self) -> GroundedPromptBuilder:
+        from retrieval.prompt import GroundedPromptBuilder
+
+        with self._lock:
+            llm = self.llm
+            return GroundedPromptBuilder(
+                self.settings.llm.prompt_style or llm.default_style,
+                llm.count_tokens,
+                llm.n_ctx,
+                self.settings.llm.max_tokens,
+            )
+
+    @cached_property
+    def query(self) -> QueryPipeline:
+        from generation.pipeline import QueryPipeline, sampling_from_settings
+
+        with self._lock:
+            return QueryPipeline(
+                self.retriever,
+                self.llm,
+                self.prompt_builder,
+                self.embedder,
+                self.settings.guards,
+                sampling_from_settings(self.settings.llm),
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def startup(self) -> dict[str, int]:
+        """Make the derived indexes agree with SQL, then finish ingests a crash interrupted."""
+        with self._lock:
+            if self._started:
+                return {"repaired": 0, "recovered": 0}
+            reports = self.store.repair(self.engine)
+            recovered = self.ingest.recover()
+            self._started = True
+            repaired = sum(1 for r in reports if getattr(r, "changed", True))
+            return {"repaired": repaired, "recovered": recovered}
+
+    def warm_up(self) -> None:
+        """Load the embedding model and the LLM now rather than on the first request."""
+        self.embedder.warm_up()
+        warm = getattr(self.llm, "warm_up", None)
+        if warm is not None:
+            warm()

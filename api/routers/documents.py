@@ -1,0 +1,119 @@
+"""Collections and documents: upload, list, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api import service
+from api.deps import PlatformDep
+from api.schemas import (
+    CollectionsPublic,
+    DocumentPublic,
+    DocumentsPublic,
+    ErrorResponse,
+    IngestReportPublic,
+)
+from core.errors import InvalidRequest
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+
+@router.get("/collections")
+def list_collections(platform: PlatformDep) -> CollectionsPublic:
+    return service.list_collections(platform)
+
+
+@router.delete("/collections/{name}", status_code=204, responses={404: {"model": ErrorResponse}})
+def delete_collection(name: str, platform: PlatformDep) -> None:
+    service.list_documents(platform, name)  # 404 when it does not exist
+    platform.ingest.delete_collection(name)
+
+
+@router.post(
+    "/collections/{name}/documents",
+    response_model=IngestReportPublic,
+    responses={
+        413: {"description": "every file is over the size limit"},
+        415: {"description": "no file of the upload has a supported type"},
+        422: {"description": "no file of the upload could be ingested"},
+    },
+)
+async def upload_documents(
+    name: str,
+    platform: PlatformDep,
+    files: Annotated[list[UploadFile], File(description="one or more documents")],
+    metadata: Annotated[
+        str | None, Form(description="JSON object stored with every uploaded document")
+    ] = None,
+) -> Any:
+    settings = platform.settings
+    most = settings.api.max_files_per_upload
+    if len(files) > most:
+        raise InvalidRequest(f"too many files in one upload: {len(files)} (limit {most})")
+    meta: dict[str, Any] = {}
+    if metadata:
+        try:
+            meta = json.loads(metadata)
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(f"metadata is not valid JSON: {e}") from e
+        if not isinstance(meta, dict):
+            raise InvalidRequest("metadata must be a JSON object")
+    # Read at most one byte past the limit: enough for the loader to refuse an oversize
+    # file without holding all of it in memory.
+    limit = settings.ingest.max_file_bytes
+    payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
+    report = await run_in_threadpool(platform.ingest.ingest_files, payload, name, metadata=meta)
+    body = IngestReportPublic.of(report)
+    if body.failed and body.failed == len(body.results):
+        statuses = {_status_of(o.error_code) for o in body.results}
+        status = statuses.pop() if len(statuses) == 1 else 422
+        return JSONResponse(
+            status_code=status,
+            content={
+                "error": {
+                    "code": body.results[0].error_code if status != 422 else "ingest_failed",
+                    "message": "no file of the upload could be ingested: "
+                    + "; ".join(o.error or o.source for o in body.results),
+                },
+                "report": body.model_dump(mode="json"),
+            },
+        )
+    return body
+
+
+def _status_of(error_code: str | None) -> int:
+    from core import errors
+
+    for cls in (
+        errors.UnsupportedFormat, errors.DocumentTooLarge, errors.EmptyDocument,
+        errors.CorruptDocument, errors.EncryptedDocument, errors.PathNotFound,
+    ):
+        if cls.code == error_code:
+            return cls.http_status
+    return 422
+
+
+@router.get("/collections/{name}/documents", responses={404: {"model": ErrorResponse}})
+def list_documents(name: str, platform: PlatformDep) -> DocumentsPublic:
+    return service.list_documents(platform, name)
+
+
+@router.get(
+    "/collections/{name}/documents/{document_id}", responses={404: {"model": ErrorResponse}}
+)
+def get_document(name: str, document_id: str, platform: PlatformDep) -> DocumentPublic:
+    return service.get_document(platform, name, document_id)
+
+
+@router.delete(
+    "/collections/{name}/documents/{document_id}",
+    status_code=204,
+    responses={404: {"model": ErrorResponse}},
+)
+def delete_document(name: str, document_id: str, platform: PlatformDep) -> None:
+    platform.ingest.delete_document(name, document_id)

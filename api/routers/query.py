@@ -1,0 +1,98 @@
+"""Questions (with the LLM) and retrieval (without)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from api.deps import PlatformDep
+from api.metrics import QUERIES, QUERY_LATENCY
+from api.schemas import (
+    ErrorResponse,
+    QueryRequest,
+    RetrieveRequest,
+    answer_to_dict,
+    retrieved_to_dict,
+)
+from core.errors import RagError
+from core.types import Answer, Query
+
+router = APIRouter(prefix="/v1", tags=["query"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "collection not found"},
+    409: {"model": ErrorResponse, "description": "collection is empty"},
+    422: {"model": ErrorResponse, "description": "invalid question or parameters"},
+}
+
+
+@router.post("/query", responses=_ERRORS)
+def query(req: QueryRequest, platform: PlatformDep) -> dict[str, Any]:
+    """Answer a question from a collection's documents, with numbered sources."""
+    settings = platform.settings
+    start = time.perf_counter()
+    outcome = "error"
+    try:
+        answer = platform.query.answer(
+            req.question,
+            req.collection or settings.default_collection,
+            top_k=req.top_k or settings.retrieval.top_k,
+            filter=req.filter.to_core(),
+            sampling=req.sampling.to_core(settings.llm),
+        )
+        outcome = "abstained" if answer.abstained else "answered"
+        return answer_to_dict(answer)
+    finally:
+        QUERIES.labels(outcome=outcome).inc()
+        QUERY_LATENCY.observe(time.perf_counter() - start)
+
+
+@router.post("/query/stream", responses=_ERRORS)
+def query_stream(req: QueryRequest, platform: PlatformDep) -> StreamingResponse:
+    """The same as /v1/query as server-sent events: `token` events, then one `answer` event."""
+    settings = platform.settings
+    events = platform.query.stream(
+        req.question,
+        req.collection or settings.default_collection,
+        top_k=req.top_k or settings.retrieval.top_k,
+        filter=req.filter.to_core(),
+        sampling=req.sampling.to_core(settings.llm),
+    )
+
+    def sse() -> Iterator[str]:
+        try:
+            for item in events:
+                if isinstance(item, Answer):
+                    yield f"event: answer\ndata: {json.dumps(answer_to_dict(item))}\n\n"
+                else:
+                    yield f"event: token\ndata: {json.dumps(item)}\n\n"
+        except RagError as e:
+            body = {"code": e.code, "message": e.message}
+            yield f"event: error\ndata: {json.dumps(body)}\n\n"
+
+    return StreamingResponse(sse(), media_type="text/event-stream")
+
+
+@router.post("/retrieve", responses=_ERRORS)
+def retrieve(req: RetrieveRequest, platform: PlatformDep) -> dict[str, Any]:
+    """Ranked chunks with their BM25, dense and fused scores; no LLM."""
+    settings = platform.settings
+    start = time.perf_counter()
+    chunks = platform.retriever.retrieve(
+        Query(
+            text=req.query,
+            collection=req.collection or settings.default_collection,
+            top_k=req.top_k or settings.retrieval.top_k,
+            filter=req.filter.to_core(),
+        ),
+        method=req.method,
+    )
+    return {
+        "chunks": [retrieved_to_dict(sc, with_text=True) for sc in chunks],
+        "timings_ms": {"retrieve": round((time.perf_counter() - start) * 1000, 2)},
+    }

@@ -1,0 +1,263 @@
+"""REST/CLI schemas, separate from the ORM tables. One serialiser per domain value.
+
+The answer JSON is the same for `POST /v1/query` and `rag ask --json`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from core import types
+from core.db import CollectionRow, DocumentRow
+from core.settings import LLMSettings
+
+# -- documents and collections ------------------------------------------------------------
+
+
+class DocumentPublic(BaseModel):
+    id: str
+    collection: str
+    source: str
+    media_type: str
+    sha256: str
+    version: int
+    status: str
+    error: str | None
+    size_bytes: int
+    n_chunks: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: DocumentRow, collection: str) -> DocumentPublic:
+        return cls(
+            id=row.id,
+            collection=collection,
+            source=row.source,
+            media_type=row.media_type,
+            sha256=row.sha256,
+            version=row.version,
+            status=row.status,
+            error=row.error,
+            size_bytes=row.size_bytes,
+            n_chunks=row.n_chunks,
+            metadata=dict(row.meta or {}),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class DocumentsPublic(BaseModel):
+    data: list[DocumentPublic]
+    count: int
+
+
+class FusionPublic(BaseModel):
+    mode: str | None
+    rrf_k: int | None
+    alpha: float | None
+    tuned_metric: dict[str, Any] | None
+
+
+class CollectionPublic(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    created_at: datetime
+    fusion: FusionPublic
+
+    @classmethod
+    def of(cls, row: CollectionRow, documents: int, chunks: int) -> CollectionPublic:
+        return cls(
+            name=row.name,
+            documents=documents,
+            chunks=chunks,
+            created_at=row.created_at,
+            fusion=FusionPublic(
+                mode=row.fusion_mode, rrf_k=row.rrf_k, alpha=row.alpha,
+                tuned_metric=row.tuned_metric,
+            ),
+        )
+
+
+class CollectionsPublic(BaseModel):
+    data: list[CollectionPublic]
+    count: int
+
+
+class IngestOutcomePublic(BaseModel):
+    source: str
+    status: Literal["ingested", "unchanged", "replaced", "failed"]
+    document_id: str | None
+    chunks: int
+    error: str | None
+    error_code: str | None
+
+
+class IngestReportPublic(BaseModel):
+    collection: str
+    job_id: str
+    results: list[IngestOutcomePublic]
+    ingested: int
+    unchanged: int
+    replaced: int
+    failed: int
+
+    @classmethod
+    def of(cls, report: types.IngestReport) -> IngestReportPublic:
+        results = [
+            IngestOutcomePublic(
+                source=o.source, status=o.status, document_id=o.document_id, chunks=o.chunks,
+                error=o.error, error_code=o.error_code,
+            )
+            for o in report.outcomes
+        ]
+
+        def count(status: str) -> int:
+            return sum(1 for o in report.outcomes if o.status == status)
+
+        return cls(
+            collection=report.collection, job_id=report.job_id, results=results,
+            ingested=count("ingested"), unchanged=count("unchanged"),
+            replaced=count("replaced"), failed=count("failed"),
+        )
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+class FilterIn(BaseModel):
+    document_ids: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    media_types: list[str] = Field(default_factory=list)
+    metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    def to_core(self) -> types.Filter:
+        return types.Filter(
+            document_ids=tuple(self.document_ids), sources=tuple(self.sources),
+            media_types=tuple(self.media_types), metadata=dict(self.metadata),
+        )
+
+
+class SamplingIn(BaseModel):
+    """Per-request sampling; omitted fields take the server's settings."""
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    seed: int | None = None
+    repeat_penalty: float | None = Field(None, ge=0.0)
+    stop: list[str] | None = None
+
+    def to_core(self, llm: LLMSettings) -> types.SamplingParams:
+        return types.SamplingParams(
+            temperature=llm.temperature if self.temperature is None else self.temperature,
+            top_p=llm.top_p if self.top_p is None else self.top_p,
+            top_k=llm.top_k if self.top_k is None else self.top_k,
+            max_tokens=llm.max_tokens if self.max_tokens is None else self.max_tokens,
+            seed=llm.seed if self.seed is None else self.seed,
+            repeat_penalty=(
+                llm.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty
+            ),
+            stop=tuple(llm.stop if self.stop is None else self.stop),
+        )
+
+
+class QueryRequest(BaseModel):
+    question: str = Field(..., min_length=1)
+    collection: str | None = None  # None: the default collection
+    top_k: int | None = Field(None, ge=1, le=200)  # sources retrieved; None: settings
+    filter: FilterIn = Field(default_factory=FilterIn)
+    sampling: SamplingIn = Field(default_factory=SamplingIn)
+
+
+class RetrieveRequest(BaseModel):
+    query: str = Field(..., min_length=1)
+    collection: str | None = None
+    top_k: int | None = Field(None, ge=1, le=200)
+    method: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    filter: FilterIn = Field(default_factory=FilterIn)
+
+
+def _snippet(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def retrieved_to_dict(sc: types.ScoredChunk, with_text: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "chunk_id": sc.chunk.id,
+        "document_id": sc.chunk.document_id,
+        "source": sc.chunk.source,
+        "page": sc.chunk.page,
+        "score": sc.score,
+        "bm25_rank": sc.bm25_rank,
+        "dense_rank": sc.dense_rank,
+        "bm25_score": sc.bm25_score,
+        "dense_score": sc.dense_score,
+    }
+    if sc.rerank_score is not None:
+        out["rerank_score"] = sc.rerank_score
+    if with_text:
+        out["heading_path"] = list(sc.chunk.heading_path)
+        out["text"] = sc.chunk.text
+    return out
+
+
+def answer_to_dict(answer: types.Answer) -> dict[str, Any]:
+    """The answer JSON shared by `POST /v1/query` and `rag ask --json`."""
+    return {
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "citations": [
+            {
+                "n": c.n,
+                "document_id": c.source.chunk.document_id,
+                "source": c.source.chunk.source,
+                "page": c.source.chunk.page,
+                "chunk_id": c.source.chunk.id,
+                "snippet": _snippet(c.snippet or c.source.chunk.text),
+                "attributed": c.attributed,
+            }
+            for c in answer.citations
+        ],
+        "dropped_citations": answer.dropped_citations,
+        "retrieved": [retrieved_to_dict(sc) for sc in answer.retrieved],
+        "verdicts": [
+            {"guard": v.guard, "passed": v.passed, "detail": v.detail, "score": v.score}
+            for v in answer.verdicts
+        ],
+        "model": {"path": answer.model.path, "sha256": answer.model.sha256},
+        "sampling": {
+            "temperature": answer.sampling.temperature,
+            "top_p": answer.sampling.top_p,
+            "top_k": answer.sampling.top_k,
+            "max_tokens": answer.sampling.max_tokens,
+            "seed": answer.sampling.seed,
+            "repeat_penalty": answer.sampling.repeat_penalty,
+            "stop": list(answer.sampling.stop),
+        },
+        "timings_ms": {
+            "retrieve": round(answer.timings.retrieve_ms, 2),
+            "generate": round(answer.timings.generate_ms, 2),
+            "total": round(answer.timings.total_ms, 2),
+        },
+        "usage": {
+            "prompt_tokens": answer.usage.prompt_tokens,
+            "completion_tokens": answer.usage.completion_tokens,
+        },
+    }
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,753 @@
+"""The ingestion pipeline: load → chunk → embed → SQL + indexes, crash-consistent.
+
+    pipeline = IngestPipeline(engine, embedder, index_store, settings.ingest)
+    report = pipeline.ingest_paths([Path("docs/")], "handbook")
+    report.failed  # the inputs that could not be ingested, each with its reason
+
+Consistency protocol, per group of documents (a crash at any point leaves SQL and the
+indexes agreeing after the start-up repair + ``recover()``):
+
+(a) one SQL transaction writes the document rows with status "indexing" and their chunk
+    rows *with* embeddings, and deletes the chunk rows a replaced version had;
+(b) the indexer deletes the old chunk ids and upserts the new ones (it persists);
+(c) a second transaction sets status "ready".
+
+Chunks from many small documents are embedded together in large batches (one SQL
+transaction and one index write per group), which keeps the pipeline close to the raw
+speed of the embedding model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from core import db
+from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
+from core.errors import DocumentTooLarge, IngestError, PathNotFound, RagError
+from core.settings import IngestSettings
+from core.types import IngestOutcome, IngestReport, IngestStatus, ParsedDocument
+from ingest.chunking import ChunkDraft, Chunker
+from ingest.jsonl import (
+    JSONL_EXTENSIONS,
+    JsonlFields,
+    JsonlLineError,
+    iter_jsonl_bytes,
+    iter_jsonl_documents,
+)
+from ingest.loaders import load_bytes, load_path
+from ingest.ports import ChunkIndexer, Embedder
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[IngestOutcome], None]
+
+GROUP_CHUNKS = 512  # chunks embedded and written together (grows when index writes are slow)
+MAX_GROUP_CHUNKS = 4096
+_LOOKUP_BATCH = 128  # documents whose stored versions are looked up in one query
+_RECOVER_BATCH = 2048  # chunks pushed to the indexer per call in recover()
+_SUMMARY_LIMIT = 10_000  # outcomes kept in an IngestionJobRow's summary
+
+
+# -- internal values ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """One input of a batch: a parsed document, or why it could not be parsed."""
+
+    source: str
+    doc: ParsedDocument | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    id: str
+    sha256: str
+    status: str
+    meta: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A document chunked and waiting for its group to be embedded and written."""
+
+    index: int
+    doc: ParsedDocument
+    drafts: list[ChunkDraft]
+    meta: dict[str, Any]
+    document_id: str = ""
+    status: IngestStatus = "ingested"
+    chunk_ids: list[str] = field(default_factory=list)
+
+
+class _Job:
+    """Outcomes of one call, in input order, reported as they happen."""
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self._on_progress = on_progress
+        self.outcomes: dict[int, IngestOutcome] = {}
+
+    def record(self, index: int, outcome: IngestOutcome) -> None:
+        self.outcomes[index] = outcome
+        if self._on_progress is not None:
+            self._on_progress(outcome)
+
+    def fail(self, index: int, source: str, error: BaseException) -> None:
+        if isinstance(error, RagError):  # its message names the input already
+            message, code = error.message, error.code
+        else:  # a bug or an environment failure: still reported, never lost
+            log.error("ingesting %s failed unexpectedly", source, exc_info=error)
+            message = f"{source}: unexpected error: {type(error).__name__}: {error}"
+            code = "internal_error"
+        self.record(index, IngestOutcome(source, "failed", error=message, error_code=code))
+
+    def ordered(self) -> tuple[IngestOutcome, ...]:
+        return tuple(self.outcomes[i] for i in sorted(self.outcomes))
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+
+class IngestPipeline:
+    """Ingests files, uploads and JSONL corpora into a collection; deletes documents.
+
+    Calls are serialised by a lock (one writer per pipeline); one failing input never
+    stops the others: it becomes a "failed" outcome with its reason and error code.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        embedder: Embedder,
+        indexer: ChunkIndexer,
+        settings: IngestSettings,
+        *,
+        group_chunks: int = GROUP_CHUNKS,
+    ) -> None:
+        self._engine = engine
+        self._embedder = embedder
+        self._indexer = indexer
+        self._settings = settings
+        self._chunker = Chunker(settings, embedder.count_tokens)
+        self._group_chunks = max(1, group_chunks)
+        self._group_size = self._group_chunks  # per call; grows when index writes are slow
+        self._lock = threading.RLock()
+        self._checked_model_length = False
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def ingest_paths(
+        self,
+        paths: Sequence[Path],
+        collection: str,
+        *,
+        jsonl: JsonlFields | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders (recursive, sorted, hidden files skipped).
+
+        A file's source is its path relative to the folder given (its name when given
+        directly). ``.jsonl``/``.ndjson`` files are corpora, one document per line, with
+        the ids as sources (field names from ``jsonl``, BEIR's by default).
+        """
+        fields = jsonl or JsonlFields()
+        return self._run(collection, self._path_inputs(paths, fields), metadata, on_progress)
+
+    def ingest_files(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        collection: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest in-memory files (REST uploads): (file name, raw bytes) pairs."""
+        return self._run(collection, self._file_inputs(files), metadata, on_progress)
+
+    def delete_document(self, collection: str, document_id: str) -> None:
+        """Delete a document: its SQL rows first, then its chunks from the indexes."""
+        with self._lock:
+            with Session(self._engine) as s, s.begin():
+                col = db.get_collection(s, collection)
+                doc = db.get_document(s, col.id, document_id)
+                collection_id = col.id
+                ids = db.delete_document_rows(s, doc.id)
+            self._indexer.delete(collection_id, ids)
+
+    def delete_collection(self, collection: str) -> None:
+        """Delete a collection with its documents, chunks, jobs and index entries."""
+        with self._lock:
+            with Session(self._engine) as s, s.begin():
+                col = db.get_collection(s, collection)
+                collection_id = col.id
+                ids = sorted(db.chunk_ids(s, collection_id))
+                s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
+                s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
+                s.execute(
+                    delete(IngestionJobRow).where(IngestionJobRow.collection_id == collection_id)
+                )
+                s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
+            drop = getattr(self._indexer, "drop_collection", None)
+            if callable(drop):
+                drop(collection_id)
+            else:
+                self._indexer.delete(collection_id, ids)
+
+    def recover(self) -> int:
+        """Finish documents a crash left "indexing": index their stored chunks, mark ready.
+
+        Uses the embeddings stored with the chunks (re-embeds only a chunk stored
+        without one). Returns how many documents were completed. Run it after the
+        index repair at start-up.
+        """
+        with self._lock:
+            with Session(self._engine) as s:
+                pending = s.execute(
+                    select(DocumentRow.id, DocumentRow.collection_id)
+                    .where(DocumentRow.status == "indexing")
+                    .order_by(DocumentRow.collection_id, DocumentRow.id)
+                ).all()
+            by_collection: dict[str, list[str]] = {}
+            for doc_id, collection_id in pending:
+                by_collection.setdefault(collection_id, []).append(doc_id)
+            for collection_id, doc_ids in by_collection.items():
+                self._recover_collection(collection_id, doc_ids)
+            if pending:
+                log.info("recovered %d document(s) left indexing by a crash", len(pending))
+            return len(pending)
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def _path_inputs(self, paths: Sequence[Path], fields: JsonlFields) -> Iterator[_Input]:
+        max_bytes = self._settings.max_file_bytes
+        for given in paths:
+            path = Path(given)
+            if not path.exists():
+                yield _Input(str(given), error=PathNotFound(f"{given}: no such file or directory"))
+                continue
+            for file, source in _walk(path):
+                if file.suffix.lower() in JSONL_EXTENSIONS:
+                    yield from _jsonl_inputs(
+                        source,
+                        partial(iter_jsonl_documents, file, fields, max_line_bytes=max_bytes),
+                    )
+                    continue
+                try:
+                    yield _Input(source, doc=load_path(file, source, max_bytes=max_bytes))
+                except Exception as e:
+                    yield _Input(source, error=e)
+
+    def _file_inputs(self, files: Sequence[tuple[str, bytes]]) -> Iterator[_Input]:
+        max_bytes = self._settings.max_file_bytes
+        for name, data in files:
+            source = _upload_source(name)
+            if PurePath(source).suffix.lower() in JSONL_EXTENSIONS:
+                if len(data) > max_bytes:  # an upload over the limit arrives cut short
+                    yield _Input(
+                        source,
+                        error=DocumentTooLarge(
+                            f"{source}: the upload is over the limit of {max_bytes:,} bytes "
+                            "(ingest.max_file_bytes); ingest large corpora from a path"
+                        ),
+                    )
+                    continue
+                yield from _jsonl_inputs(
+                    source,
+                    partial(
+                        iter_jsonl_bytes, data, source, JsonlFields(), max_line_bytes=max_bytes
+                    ),
+                )
+                continue
+            try:
+                yield _Input(source, doc=load_bytes(data, source, max_bytes=max_bytes))
+            except Exception as e:
+                yield _Input(source, error=e)
+
+    # -- one call -------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        collection: str,
+        inputs: Iterable[_Input],
+        metadata: Mapping[str, Any] | None,
+        on_progress: ProgressCallback | None,
+    ) -> IngestReport:
+        caller_meta = dict(metadata or {})
+        with self._lock:
+            self._check_model_length()
+            with Session(self._engine) as s, s.begin():
+                collection_id = db.get_or_create_collection(s, collection).id
+                job_row = IngestionJobRow(id=db.new_id(), collection_id=collection_id)
+                s.add(job_row)
+                job_id = job_row.id
+            job = _Job(on_progress)
+            self._group_size = self._group_chunks
+            try:
+                self._ingest(collection_id, inputs, caller_meta, job)
+            except BaseException as e:
+                self._finish_job(job_id, job, failed=e)
+                raise
+            self._finish_job(job_id, job)
+            return IngestReport(collection=collection, job_id=job_id, outcomes=job.ordered())
+
+    def _ingest(
+        self, collection_id: str, inputs: Iterable[_Input], caller_meta: dict[str, Any], job: _Job
+    ) -> None:
+        seen: set[str] = set()
+        waiting: list[tuple[int, ParsedDocument]] = []
+        group: list[_Prepared] = []
+        for index, item in enumerate(inputs):
+            if item.doc is None:
+                job.fail(index, item.source, item.error or IngestError("unknown failure"))
+                continue
+            if item.source in seen:
+                job.fail(
+                    index,
+                    item.source,
+                    IngestError(f"{item.source}: the same source appears twice in one batch"),
+                )
+                continue
+            seen.add(item.source)
+            waiting.append((index, item.doc))
+            if len(waiting) >= _LOOKUP_BATCH:
+                self._admit(collection_id, waiting, caller_meta, group, job)
+                waiting = []
+        if waiting:
+            self._admit(collection_id, waiting, caller_meta, group, job)
+        if group:
+            self._write_group(collection_id, group, job)
+
+    def _admit(
+        self,
+        collection_id: str,
+        waiting: list[tuple[int, ParsedDocument]],
+        caller_meta: dict[str, Any],
+        group: list[_Prepared],
+        job: _Job,
+    ) -> None:
+        """Skip unchanged documents, chunk the others into ``group``; write full groups."""
+        stored = self._stored(collection_id, [doc.source for _, doc in waiting])
+        meta_updates: dict[str, dict[str, Any]] = {}
+        for index, doc in waiting:
+            meta = {**doc.metadata, **caller_meta}
+            old = stored.get(doc.source)
+            if old is not None and old.sha256 == doc.sha256 and old.status == "ready":
+                if old.meta != meta:  # same content, new metadata: no re-indexing needed
+                    meta_updates[old.id] = meta
+                job.record(index, IngestOutcome(doc.source, "unchanged", old.id, 0))
+                continue
+            try:
+                drafts = self._chunker.split(doc)
+                if not drafts:
+                    raise IngestError(f"{doc.source}: no text to index after chunking")
+            except Exception as e:
+                if _fatal(e):
+                    raise
+                job.fail(index, doc.source, e)
+                continue
+            group.append(_Prepared(index, doc, drafts, meta))
+            if sum(len(p.drafts) for p in group) >= self._group_size:
+                self._write_group(collection_id, group, job)
+                group.clear()
+        if meta_updates:
+            with Session(self._engine) as s, s.begin():
+                s.execute(
+                    update(DocumentRow),
+                    [{"id": doc_id, "meta": meta} for doc_id, meta in meta_updates.items()],
+                )
+
+    def _stored(self, collection_id: str, sources: list[str]) -> dict[str, _Stored]:
+        with Session(self._engine) as s:
+            rows = s.execute(
+                select(
+                    DocumentRow.id,
+                    DocumentRow.source,
+                    DocumentRow.sha256,
+                    DocumentRow.status,
+                    DocumentRow.meta,
+                ).where(DocumentRow.collection_id == collection_id, DocumentRow.source.in_(sources))
+            ).all()
+        return {r.source: _Stored(r.id, r.sha256, r.status, dict(r.meta or {})) for r in rows}
+
+    # -- writing a group ---------------------------------------------------------------------------
+
+    def _write_group(
+        self,
+        collection_id: str,
+        group: list[_Prepared],
+        job: _Job,
+    ) -> None:
+        """Embed, write and index a group of documents.
+
+        When the group fails before anything is indexed and holds several documents,
+        each is retried alone, so one bad document fails by itself.
+        """
+        group = list(group)
+        texts = [d.text for p in group for d in p.drafts]
+        t0 = time.perf_counter()
+        try:
+            vectors = self._embed(texts)
+            t1 = time.perf_counter()
+            old_ids = self._write_indexing(collection_id, group, vectors)
+        except Exception as e:
+            if _fatal(e):
+                raise
+            if len(group) > 1:
+                log.warning(
+                    "a group of %d documents failed (%r); retrying one by one", len(group), e
+                )
+                for p in group:
+                    self._write_group(collection_id, [p], job)
+            else:
+                job.fail(group[0].index, group[0].doc.source, e)
+            return
+
+        new_ids = [cid for p in group for cid in p.chunk_ids]
+        t2 = time.perf_counter()
+        try:
+            with self._bulk(collection_id):
+                if old_ids:
+                    self._indexer.delete(collection_id, old_ids)
+                self._indexer.upsert(collection_id, new_ids, texts, vectors)
+        except Exception as e:
+            self._mark_failed(collection_id, group, new_ids, e)
+            for p in group:
+                job.fail(
+                    p.index,
+                    p.doc.source,
+                    IngestError(f"{p.doc.source}: the indexes could not be updated ({e})"),
+                )
+            return
+        t3 = time.perf_counter()
+
+        try:
+            with Session(self._engine) as s, s.begin():
+                s.execute(
+                    update(DocumentRow),
+                    [
+                        {"id": p.document_id, "status": "ready", "n_chunks": len(p.drafts)}
+                        for p in group
+                    ],
+                )
+        except Exception as e:  # indexed but not marked: recover() completes it at start-up
+            for p in group:
+                job.fail(
+                    p.index,
+                    p.doc.source,
+                    IngestError(
+                        f"{p.doc.source}: indexed but not marked ready ({e}); "
+                        "it is completed at the next start-up"
+                    ),
+                )
+            return
+
+        for p in group:
+            job.record(p.index, IngestOutcome(p.doc.source, p.status, p.document_id, len(p.drafts)))
+        # Index writes that cost much next to embedding get amortised over bigger groups.
+        embed_s, index_s = t1 - t0, t3 - t2
+        if index_s > 0.15 * embed_s and self._group_size < MAX_GROUP_CHUNKS:
+            self._group_size = min(MAX_GROUP_CHUNKS, self._group_size * 2)
+            log.debug(
+                "index writes took %.2fs (embedding %.2fs): groups of %d chunks now",
+                index_s,
+                embed_s,
+                self._group_size,
+            )
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self._embedder.embed(texts), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise RuntimeError(
+                f"the embedder returned shape {vectors.shape} for {len(texts)} texts"
+            )
+        return vectors
+
+    def _write_indexing(
+        self, collection_id: str, group: list[_Prepared], vectors: np.ndarray
+    ) -> list[str]:
+        """Step (a): documents "indexing" + their chunks with embeddings, in one transaction.
+
+        Returns the chunk ids of replaced versions (to delete from the indexes).
+        """
+        old_ids: list[str] = []
+        rows: list[dict[str, Any]] = []
+        row = 0
+        with Session(self._engine) as s, s.begin():
+            current = {
+                d.source: d
+                for d in s.scalars(
+                    select(DocumentRow).where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.source.in_([p.doc.source for p in group]),
+                    )
+                )
+            }
+            for p in group:
+                doc = p.doc
+                existing = current.get(doc.source)
+                if existing is not None:
+                    old_ids.extend(
+                        s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == existing.id))
+                    )
+                    s.execute(delete(ChunkRow).where(ChunkRow.document_id == existing.id))
+                    existing.media_type = doc.media_type
+                    existing.sha256 = doc.sha256
+                    existing.version = existing.version + 1
+                    existing.status = "indexing"
+                    existing.error = None
+                    existing.size_bytes = doc.size_bytes
+                    existing.n_chunks = len(p.drafts)
+                    existing.meta = p.meta
+                    p.document_id, p.status = existing.id, "replaced"
+                else:
+                    p.document_id, p.status = db.new_id(), "ingested"
+                    s.add(
+                        DocumentRow(
+                            id=p.document_id,
+                            collection_id=collection_id,
+                            source=doc.source,
+                            media_type=doc.media_type,
+                            sha256=doc.sha256,
+                            version=1,
+                            status="indexing",
+                            size_bytes=doc.size_bytes,
+                            n_chunks=len(p.drafts),
+                            meta=p.meta,
+                        )
+                    )
+                p.chunk_ids = [db.new_id() for _ in p.drafts]
+                for ordinal, (chunk_id, draft) in enumerate(
+                    zip(p.chunk_ids, p.drafts, strict=True)
+                ):
+                    rows.append(
+                        {
+                            "id": chunk_id,
+                            "document_id": p.document_id,
+                            "collection_id": collection_id,
+                            "ordinal": ordinal,
+                            "text": draft.text,
+                            "char_start": draft.char_start,
+                            "char_end": draft.char_end,
+                            "page": draft.page,
+                            "heading_path": list(draft.heading_path),
+                            "token_count": draft.token_count,
+                            "embedding": db.vector_to_blob(vectors[row]),
+                        }
+                    )
+                    row += 1
+            s.flush()
+            s.execute(insert(ChunkRow), rows)
+        return old_ids
+
+    def _mark_failed(
+        self, collection_id: str, group: list[_Prepared], new_ids: list[str], error: Exception
+    ) -> None:
+        """After a failed index write: take the group out of service, best effort."""
+        try:
+            self._indexer.delete(collection_id, new_ids)
+        except Exception:
+            log.exception("could not remove the chunks of a failed group from the indexes")
+        try:
+            with Session(self._engine) as s, s.begin():
+                s.execute(
+                    update(DocumentRow),
+                    [
+                        {"id": p.document_id, "status": "failed", "error": str(error)[:2000]}
+                        for p in group
+                    ],
+                )
+        except Exception:
+            log.exception("could not mark a failed group's documents as failed")
+
+    def _bulk(self, collection_id: str) -> AbstractContextManager[Any]:
+        """The indexer's deferred-persist block when it has one: one write per group."""
+        bulk = getattr(self._indexer, "bulk", None)
+        return bulk(collection_id) if callable(bulk) else nullcontext()
+
+    # -- recovery ----------------------------------------------------------------------------------
+
+    def _recover_collection(self, collection_id: str, doc_ids: list[str]) -> None:
+        with Session(self._engine) as s:
+            counts: dict[str, int] = {}
+            for lo in range(0, len(doc_ids), 500):
+                rows = s.execute(
+                    select(ChunkRow.document_id, func.count())
+                    .where(ChunkRow.document_id.in_(doc_ids[lo : lo + 500]))
+                    .group_by(ChunkRow.document_id)
+                )
+                counts.update((doc_id, n) for doc_id, n in rows)
+        batch: list[str] = []
+        batch_chunks = 0
+        for doc_id in doc_ids:
+            batch.append(doc_id)
+            batch_chunks += counts.get(doc_id, 0)
+            if batch_chunks >= _RECOVER_BATCH:
+                self._recover_batch(collection_id, batch, counts)
+                batch, batch_chunks = [], 0
+        if batch:
+            self._recover_batch(collection_id, batch, counts)
+
+    def _recover_batch(
+        self, collection_id: str, doc_ids: list[str], counts: Mapping[str, int]
+    ) -> None:
+        with Session(self._engine) as s:
+            rows = s.execute(
+                select(ChunkRow.id, ChunkRow.text, ChunkRow.embedding)
+                .where(ChunkRow.document_id.in_(doc_ids))
+                .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+            ).all()
+        if rows:
+            ids = [r.id for r in rows]
+            texts = [r.text for r in rows]
+            stored = [db.blob_to_vector(r.embedding) if r.embedding else None for r in rows]
+            dim = next((len(v) for v in stored if v is not None), None)
+            missing = [i for i, v in enumerate(stored) if v is None or len(v) != dim]
+            if missing:  # stored without a usable embedding: embed those now
+                fresh = self._embed([texts[i] for i in missing])
+                if dim is None:
+                    dim = fresh.shape[1]
+                for i, v in zip(missing, fresh, strict=True):
+                    stored[i] = v if len(v) == dim else None
+                if any(v is None for v in stored):
+                    raise RuntimeError(
+                        f"collection {collection_id}: stored embeddings do not match the "
+                        "embedding model's dimension; re-ingest the documents"
+                    )
+            vectors = np.stack([np.asarray(v, dtype=np.float32) for v in stored])
+            with self._bulk(collection_id):
+                self._indexer.upsert(collection_id, ids, texts, vectors)
+        with Session(self._engine) as s, s.begin():
+            s.execute(
+                update(DocumentRow),
+                [
+                    {"id": d, "status": "ready", "error": None, "n_chunks": counts.get(d, 0)}
+                    for d in doc_ids
+                ],
+            )
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _finish_job(self, job_id: str, job: _Job, failed: BaseException | None = None) -> None:
+        outcomes = job.ordered()
+        n = {status: 0 for status in ("ingested", "unchanged", "replaced", "failed")}
+        for o in outcomes:
+            n[o.status] += 1
+        summary: dict[str, Any] = {
+            "outcomes": [
+                {k: v for k, v in _outcome_dict(o).items() if v is not None}
+                for o in outcomes[:_SUMMARY_LIMIT]
+            ]
+        }
+        if len(outcomes) > _SUMMARY_LIMIT:
+            summary["truncated"] = len(outcomes) - _SUMMARY_LIMIT
+        if failed is not None:
+            summary["error"] = f"{type(failed).__name__}: {failed}"
+        try:
+            with Session(self._engine) as s, s.begin():
+                s.execute(
+                    update(IngestionJobRow)
+                    .where(IngestionJobRow.id == job_id)
+                    .values(
+                        status="failed" if failed is not None else "done",
+                        finished_at=db.utcnow(),
+                        n_inputs=len(outcomes),
+                        n_ingested=n["ingested"],
+                        n_unchanged=n["unchanged"],
+                        n_replaced=n["replaced"],
+                        n_failed=n["failed"],
+                        n_chunks=sum(o.chunks for o in outcomes),
+                        summary=summary,
+                    )
+                )
+        except Exception:
+            if failed is None:
+                raise
+            log.exception("could not record the failed ingestion job %s", job_id)
+
+    def _check_model_length(self) -> None:
+        """Warn once when chunks may be longer than the embedding model reads."""
+        if self._checked_model_length:
+            return
+        self._checked_model_length = True
+        limit = getattr(self._embedder, "max_seq_length", None)
+        if isinstance(limit, int) and 0 < limit < self._settings.chunk_size_tokens + 2:
+            log.warning(
+                "ingest.chunk_size_tokens=%d is over the embedding model's %d-token window: "
+                "the end of long chunks is not embedded",
+                self._settings.chunk_size_tokens,
+                limit,
+            )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _fatal(error: Exception) -> bool:
+    """A missing model or backend: no document can succeed, so the call itself fails."""
+    return isinstance(error, RagError) and not isinstance(error, IngestError)
+
+
+def _outcome_dict(o: IngestOutcome) -> dict[str, Any]:
+    return {
+        "source": o.source,
+        "status": o.status,
+        "document_id": o.document_id,
+        "chunks": o.chunks,
+        "error": o.error,
+        "error_code": o.error_code,
+    }
+
+
+def _walk(path: Path) -> Iterator[tuple[Path, str]]:
+    """(file, source) for a file, or every non-hidden file under a folder, sorted."""
+    if not path.is_dir():
+        yield path, path.name
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            file = Path(root) / name
+            if file.is_file():
+                yield file, file.relative_to(path).as_posix()
+
+
+def _upload_source(name: str) -> str:
+    """An upload's file name as a source: forward slashes, no leading slash or dot parts."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or "upload"
+
+
+def _jsonl_inputs(
+    corpus: str,
+    open_corpus: Callable[..., Iterator[ParsedDocument]],
+) -> Iterator[_Input]:
+    """Documents of a JSONL corpus as inputs; each bad line becomes a failed input."""
+    bad: list[JsonlLineError] = []
+    try:
+        for doc in open_corpus(on_error=bad.append):
+            while bad:
+                line = bad.pop(0)
+                yield _Input(line.source, error=line.error)
+            yield _Input(doc.source, doc=doc)
+    except Exception as e:  # unreadable file: the lines read so far stay ingested
+        yield _Input(corpus, error=e)
+    for line in bad:
+        yield _Input(line.source, error=line.error)

@@ -1,0 +1,420 @@
+"""Per-collection BM25 + FAISS indexes on disk, kept in step with SQL.
+
+Layout: ``index_dir/<collection_id>/manifest.json`` names the current version folder
+``vNNNNNN/`` holding ``bm25.*`` and ``dense.*``. A mutation writes a whole new version
+folder, renames it into place, then atomically replaces the manifest, so a reader (this
+process or another) sees the old version or the new one, never a mix. The manifest
+records each index's id count and an id-set digest, so a load detects a mismatch.
+
+    store = IndexStore(settings.index_dir, settings.retrieval, dim=384)
+    store.upsert(collection_id, ids, texts, vectors)     # ingest.ports.ChunkIndexer
+    store.sparse(collection_id).search(["query"], k=10)
+    reports = store.repair(engine)                       # at start-up: SQL is the truth
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from core import db
+from core.errors import RagError
+from core.settings import RetrievalSettings
+from retrieval._io import atomic_write_json, read_json
+from retrieval.bm25 import BM25Index
+from retrieval.dense import FaissIndex
+from retrieval.tokenize import Bm25Tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_MANIFEST = "manifest.json"
+
+IndexAction = Literal["ok", "repaired", "rebuilt", "dropped"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRepair:
+    """What repair did to one index: ``added``/``removed`` ids, ``skipped`` SQL chunks
+    that could not be indexed (no stored embedding, or one of another dimension)."""
+
+    action: IndexAction = "ok"
+    added: int = 0
+    removed: int = 0
+    skipped: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    collection_id: str
+    collection: str | None  # the name; None for an index folder with no SQL collection
+    sparse: IndexRepair
+    dense: IndexRepair
+
+    @property
+    def changed(self) -> bool:
+        return self.sparse.action != "ok" or self.dense.action != "ok"
+
+
+def _digest(ids: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for cid in sorted(ids):
+        h.update(cid.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class _Entry:
+    def __init__(self, sparse: BM25Index, dense: FaissIndex, version: int, stamp: object) -> None:
+        self.sparse = sparse
+        self.dense = dense
+        self.version = version
+        self.stamp = stamp  # manifest file identity when loaded; a change means reload
+        self.broken: set[str] = set()  # "sparse" / "dense": files unreadable, rebuild
+
+
+class IndexStore:
+    """One ``BM25Index`` + one ``FaissIndex`` per collection; implements ``ChunkIndexer``.
+
+    Indexes load lazily on first use and reload when another process replaced them.
+    Each ``upsert``/``delete`` persists before returning; ``bulk(cid)`` defers that to
+    the end of a block for large ingestions.
+    """
+
+    def __init__(self, index_dir: Path, settings: RetrievalSettings, dim: int) -> None:
+        self.index_dir = Path(index_dir)
+        self.settings = settings
+        self.dim = int(dim)
+        self._tokenizer = Bm25Tokenizer(settings.bm25)
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._deferred: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or "\\" in cid or cid.startswith("."):
+            raise ValueError(f"invalid collection id {cid!r}")
+        return self.index_dir / cid
+
+    def _lock(self, cid: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(cid, threading.RLock())
+
+    def _stamp(self, cid: str) -> object:
+        try:
+            st = (self._dir(cid) / _MANIFEST).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _new_sparse(self) -> BM25Index:
+        b = self.settings.bm25
+        return BM25Index(self._tokenizer, b.k1, b.b, b.epsilon)
+
+    def _new_dense(self) -> FaissIndex:
+        return FaissIndex(self.dim, self.settings.dense)
+
+    def _load(self, cid: str) -> _Entry:
+        folder = self._dir(cid)
+        stamp = self._stamp(cid)
+        if stamp is None:
+            entry = _Entry(self._new_sparse(), self._new_dense(), 0, None)
+            if folder.exists() and any(folder.iterdir()):
+                entry.broken = {"sparse", "dense"}  # files but no manifest: a crash mid-way
+            return entry
+        try:
+            manifest = read_json(folder / _MANIFEST)
+            vdir = folder / manifest["dir"]
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("index manifest of collection %s unreadable: %s", cid, e)
+            entry = _Entry(self._new_sparse(), self._new_dense(), 0, stamp)
+            entry.broken = {"sparse", "dense"}
+            return entry
+        entry = _Entry(self._new_sparse(), self._new_dense(), int(manifest["version"]), stamp)
+        b = self.settings.bm25
+        try:
+            sparse = BM25Index.load(vdir, self._tokenizer, b.k1, b.b, b.epsilon)
+            if len(sparse) != manifest["sparse_count"] or _digest(sparse.ids()) != manifest[
+                "sparse_digest"
+            ]:
+                raise RagError("BM25 ids do not match the manifest")
+            entry.sparse = sparse
+        except RagError as e:
+            log.warning("BM25 index of collection %s needs a rebuild: %s", cid, e.message)
+            entry.broken.add("sparse")
+        try:
+            dense = FaissIndex.load(vdir, self.settings.dense)
+            if dense.dim != self.dim:
+                raise RagError(f"dense index has dim {dense.dim}, the embedder {self.dim}")
+            if len(dense) != manifest["dense_count"] or _digest(dense.ids()) != manifest[
+                "dense_digest"
+            ]:
+                raise RagError("dense ids do not match the manifest")
+            entry.dense = dense
+        except RagError as e:
+            log.warning("dense index of collection %s needs a rebuild: %s", cid, e.message)
+            entry.broken.add("dense")
+        return entry
+
+    def _entry(self, cid: str) -> _Entry:
+        with self._lock(cid):
+            entry = self._entries.get(cid)
+            if entry is None or (
+                self._deferred.get(cid, 0) == 0 and entry.stamp != self._stamp(cid)
+            ):
+                entry = self._load(cid)
+                self._entries[cid] = entry
+            return entry
+
+    def sparse(self, collection_id: str) -> BM25Index:
+        return self._entry(collection_id).sparse
+
+    def dense(self, collection_id: str) -> FaissIndex:
+        return self._entry(collection_id).dense
+
+    def ids(self, collection_id: str, index: Literal["sparse", "dense"] = "sparse") -> set[str]:
+        """The chunk ids one of the collection's indexes holds."""
+        entry = self._entry(collection_id)
+        return entry.sparse.ids() if index == "sparse" else entry.dense.ids()
+
+    def collections_on_disk(self) -> list[str]:
+        if not self.index_dir.exists():
+            return []
+        return sorted(
+            p.name for p in self.index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _persist(self, cid: str, entry: _Entry) -> None:
+        if self._deferred.get(cid, 0) > 0:
+            return
+        folder = self._dir(cid)
+        folder.mkdir(parents=True, exist_ok=True)
+        version = entry.version + 1
+        name = f"v{version:07d}"
+        tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.mkdir()
+        try:
+            entry.sparse.save(tmp)
+            entry.dense.save(tmp)
+            final = folder / name
+            if final.exists():  # left by a crash after the rename, before the manifest
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        atomic_write_json(
+            folder / _MANIFEST,
+            {
+                "format": FORMAT,
+                "version": version,
+                "dir": name,
+                "dim": self.dim,
+                "sparse_count": len(entry.sparse),
+                "sparse_digest": _digest(entry.sparse.ids()),
+                "dense_count": len(entry.dense),
+                "dense_digest": _digest(entry.dense.ids()),
+            },
+        )
+        entry.version = version
+        entry.stamp = self._stamp(cid)
+        # Keep the previous version for readers that are loading it right now.
+        for p in folder.iterdir():
+            if p.is_dir() and p.name not in (name, f"v{version - 1:07d}"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    @contextmanager
+    def bulk(self, collection_id: str) -> Iterator[None]:
+        """Defer persisting to the end of the block (one write for many upserts)."""
+        lock = self._lock(collection_id)
+        with lock:
+            self._deferred[collection_id] = self._deferred.get(collection_id, 0) + 1
+            try:
+                yield
+            finally:
+                self._deferred[collection_id] -= 1
+                if self._deferred[collection_id] == 0:
+                    entry = self._entries.get(collection_id)
+                    if entry is not None:
+                        self._persist(collection_id, entry)
+
+    def upsert(
+        self,
+        collection_id: str,
+        chunk_ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+    ) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if not (len(chunk_ids) == len(texts) == len(vectors)):
+            raise ValueError(
+                f"{len(chunk_ids)} ids, {len(texts)} texts and {len(vectors)} vectors"
+            )
+        if not chunk_ids:
+            return
+        with self._lock(collection_id):
+            entry = self._entry(collection_id)
+            entry.sparse.add(chunk_ids, texts)
+            entry.dense.add(chunk_ids, vectors.reshape(len(chunk_ids), -1))
+            self._persist(collection_id, entry)
+
+    def delete(self, collection_id: str, chunk_ids: Sequence[str]) -> None:
+        if not chunk_ids:
+            return
+        with self._lock(collection_id):
+            entry = self._entry(collection_id)
+            entry.sparse.delete(chunk_ids)
+            entry.dense.delete(chunk_ids)
+            self._persist(collection_id, entry)
+
+    def drop_collection(self, collection_id: str) -> None:
+        """Forget a collection's indexes and delete its folder."""
+        with self._lock(collection_id):
+            self._entries.pop(collection_id, None)
+            shutil.rmtree(self._dir(collection_id), ignore_errors=True)
+
+    # -- repair ---------------------------------------------------------------------------
+
+    def repair(self, engine: Engine) -> list[RepairReport]:
+        """Make every collection's indexes hold exactly SQL's chunk ids (any status).
+
+        Missing or unreadable index files are rebuilt from SQL rows (texts, and stored
+        embeddings for the dense index: nothing is re-embedded); extra ids are deleted,
+        missing ids added, or the index rebuilt when that is cheaper. Index folders of
+        collections no longer in SQL are dropped. Returns one report per collection.
+        """
+        reports: list[RepairReport] = []
+        with Session(engine) as s:
+            collections = {c.id: c.name for c in db.list_collections(s)}
+            for cid, name in collections.items():
+                reports.append(self._repair_collection(s, cid, name))
+        for cid in self.collections_on_disk():
+            if cid not in collections:
+                self.drop_collection(cid)
+                dropped = IndexRepair("dropped", reason="collection not in SQL")
+                reports.append(RepairReport(cid, None, dropped, dropped))
+        return reports
+
+    def _repair_collection(self, s: Session, cid: str, name: str) -> RepairReport:
+        sql_ids = db.chunk_ids(s, cid)
+        with self._lock(cid):
+            entry = self._entry(cid)
+            sparse_rep = self._repair_sparse(s, cid, entry, sql_ids)
+            dense_rep = self._repair_dense(s, cid, entry, sql_ids)
+            if sparse_rep.action != "ok" or dense_rep.action != "ok" or (
+                sql_ids and self._stamp(cid) is None
+            ):
+                self._persist(cid, entry)
+            entry.broken.clear()
+        return RepairReport(cid, name, sparse_rep, dense_rep)
+
+    @staticmethod
+    def _rows(s: Session, cid: str, ids: set[str] | None) -> Iterator[db.ChunkRow]:
+        """SQL chunk rows of a collection: all of them, or those with the given ids."""
+        if ids is None:
+            yield from db.iter_chunk_rows(s, cid)
+            return
+        todo = sorted(ids)
+        for lo in range(0, len(todo), 500):
+            yield from s.scalars(
+                select(db.ChunkRow).where(
+                    db.ChunkRow.collection_id == cid, db.ChunkRow.id.in_(todo[lo : lo + 500])
+                )
+            )
+
+    def _plan(
+        self, kind: str, entry: _Entry, have: set[str], sql_ids: set[str]
+    ) -> tuple[str, set[str], set[str]]:
+        missing, extra = sql_ids - have, have - sql_ids
+        if kind in entry.broken:
+            return "rebuilt", missing, extra
+        if not missing and not extra:
+            return "ok", missing, extra
+        if len(missing) > len(have & sql_ids):  # most of SQL must be added anyway
+            return "rebuilt", missing, extra
+        return "repaired", missing, extra
+
+    def _repair_sparse(
+        self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]
+    ) -> IndexRepair:
+        have = entry.sparse.ids()
+        action, missing, extra = self._plan("sparse", entry, have, sql_ids)
+        if action == "ok":
+            return IndexRepair()
+        reason = "index files unreadable" if "sparse" in entry.broken else "ids differ from SQL"
+        if action == "rebuilt":
+            entry.sparse = self._new_sparse()
+            rows = self._rows(s, cid, None)
+        else:
+            entry.sparse.delete(sorted(extra))
+            rows = self._rows(s, cid, missing)
+        added = 0
+        batch_ids: list[str] = []
+        batch_texts: list[str] = []
+        for row in rows:
+            batch_ids.append(row.id)
+            batch_texts.append(row.text)
+            if len(batch_ids) >= 2000:
+                entry.sparse.add(batch_ids, batch_texts)
+                added += len(batch_ids)
+                batch_ids, batch_texts = [], []
+        if batch_ids:
+            entry.sparse.add(batch_ids, batch_texts)
+            added += len(batch_ids)
+        removed = len(extra)
+        return IndexRepair(action, added, removed, 0, reason)  # type: ignore[arg-type]
+
+    def _repair_dense(
+        self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]
+    ) -> IndexRepair:
+        have = entry.dense.ids()
+        action, missing, extra = self._plan("dense", entry, have, sql_ids)
+        if action == "ok":
+            return IndexRepair()
+        reason = "index files unreadable" if "dense" in entry.broken else "ids differ from SQL"
+        if action == "rebuilt":
+            entry.dense = self._new_dense()
+            rows = self._rows(s, cid, None)
+        else:
+            entry.dense.delete(sorted(extra))
+            rows = self._rows(s, cid, missing)
+        added = skipped = 0
+        batch_ids: list[str] = []
+        batch_vecs: list[np.ndarray] = []
+        for row in rows:
+            vec = db.blob_to_vector(row.embedding) if row.embedding else None
+            if vec is None or vec.shape[0] != self.dim:
+                skipped += 1
+                continue
+            batch_ids.append(row.id)
+            batch_vecs.append(vec)
+            if len(batch_ids) >= 4096:
+                entry.dense.add(batch_ids, np.stack(batch_vecs))
+                added += len(batch_ids)
+                batch_ids, batch_vecs = [], []
+        if batch_ids:
+            entry.dense.add(batch_ids, np.stack(batch_vecs))
+            added += len(batch_ids)
+        if skipped:
+            reason += f"; {skipped} chunk(s) have no stored {self.dim}-d embedding"
+            if action == "repaired" and not added and not extra:
+                return IndexRepair("ok", 0, 0, skipped, reason)
+        return IndexRepair(action, added, len(extra), skipped, reason)  # type: ignore[arg-type]

@@ -1,0 +1,204 @@
+"""QueryPipeline branches: the real embedder, prompt builder and XQuAD chunks; the model is
+a script here because the real one cannot be made to return an empty answer, a refusal or
+a wrong [n] on demand (test_pipeline_slow.py runs the real Gemma model end to end)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from core.errors import CollectionNotFound, InvalidRequest
+from core.settings import GuardSettings, LLMSettings
+from core.types import (
+    Answer,
+    Completion,
+    ModelInfo,
+    Prompt,
+    PromptStyle,
+    Query,
+    SamplingParams,
+    ScoredChunk,
+    Usage,
+)
+from generation.guards import ABSTAIN_TEXT
+from generation.pipeline import QueryPipeline, sampling_from_settings
+from tests.generation.fixtures_answer import builder, chunks, embedder, paragraph, xquad_case
+
+QUESTION, GOLD, PARA = xquad_case("University_of_Chicago", "Larry Ellison")
+
+
+class ScriptedLLM:
+    """Returns a fixed text; records what it was asked."""
+
+    def __init__(self, text: str, style: PromptStyle = PromptStyle.COMPLETION) -> None:
+        self.text = text
+        self.style = style
+        self.calls: list[tuple[str, SamplingParams]] = []
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo("/models/scripted.gguf", "ab" * 32, "scripted")
+
+    @property
+    def n_ctx(self) -> int:
+        return 4096
+
+    @property
+    def default_style(self) -> PromptStyle:
+        return self.style
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def complete(self, prompt: str, params: SamplingParams) -> Completion:
+        self.calls.append(("complete", params))
+        return Completion(self.text, Usage(len(prompt.split()), len(self.text.split())))
+
+    def chat(self, messages: Sequence[tuple[str, str]], params: SamplingParams) -> Completion:
+        self.calls.append(("chat", params))
+        return Completion(self.text, Usage(100, len(self.text.split())))
+
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+        self.calls.append(("stream", params))
+        for word in self.text.split(" "):
+            yield word + " "
+
+
+class ListRetriever:
+    """Returns the given chunks; raises CollectionNotFound for other collections."""
+
+    def __init__(self, items: Sequence[ScoredChunk]) -> None:
+        self.items = tuple(items)
+        self.queries: list[Query] = []
+
+    def retrieve(self, query: Query) -> list[ScoredChunk]:
+        self.queries.append(query)
+        if query.collection != "docs":
+            raise CollectionNotFound(f"collection {query.collection!r} does not exist")
+        return list(self.items[: query.top_k])
+
+
+SOURCES = chunks([paragraph("Rhine", 0), PARA, paragraph("Oxygen", 0)])
+SAMPLING = sampling_from_settings(LLMSettings())
+
+
+def make(text: str, sources=SOURCES, style=PromptStyle.COMPLETION, **guards):
+    llm = ScriptedLLM(text, style)
+    retriever = ListRetriever(sources)
+    pipe = QueryPipeline(
+        retriever, llm, builder(style), embedder(), GuardSettings(**guards), SAMPLING
+    )
+    return pipe, llm, retriever
+
+
+def verdict(answer: Answer, name: str):
+    return next(v for v in answer.verdicts if v.guard == name)
+
+
+def test_a_wrongly_cited_answer_is_copied_attributed_and_returned() -> None:
+    pipe, llm, retriever = make(f"the founder is {GOLD} [1] [7]")
+    answer = pipe.answer(QUESTION, "docs", top_k=3)
+    assert answer.text == f"{GOLD} [2]"
+    assert [(c.n, c.attributed) for c in answer.citations] == [(2, True)]
+    assert answer.citations[0].source.chunk.id == SOURCES[1].chunk.id
+    assert answer.dropped_citations == 1
+    assert not answer.abstained
+    assert answer.retrieved == SOURCES
+    assert answer.model.sha256 == "ab" * 32
+    assert answer.usage.completion_tokens > 0
+    assert answer.timings.total_ms >= answer.timings.generate_ms >= 0
+    assert all(v.passed for v in answer.verdicts), answer.verdicts
+    assert {v.guard for v in answer.verdicts} >= {
+        "input",
+        "retrieval_similarity",
+        "model_output",
+        "citations_valid",
+        "supported",
+        "no_leak",
+    }
+    # Completion prompts answer on one line: a newline stop is added to the sampling.
+    assert llm.calls[0][0] == "complete" and "\n" in llm.calls[0][1].stop
+    assert answer.sampling == llm.calls[0][1]
+    assert retriever.queries[0] == Query(QUESTION, "docs", 3)
+
+
+def test_chat_style_prompts_go_to_chat() -> None:
+    pipe, llm, _ = make(f"{GOLD} [2]", style=PromptStyle.CHAT)
+    answer = pipe.answer(QUESTION, "docs")
+    assert llm.calls[0][0] == "chat"
+    assert [c.n for c in answer.citations] == [2]
+
+
+def test_low_retrieval_similarity_abstains_without_calling_the_model() -> None:
+    pipe, llm, _ = make(f"{GOLD} [2]", sources=chunks([PARA], dense=0.05))
+    answer = pipe.answer(QUESTION, "docs")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT
+    assert answer.citations == ()
+    assert len(answer.retrieved) == 1  # the sources are still listed
+    assert llm.calls == []
+    assert not verdict(answer, "retrieval_similarity").passed
+
+
+def test_a_model_refusal_abstains() -> None:
+    pipe, _, _ = make("The answer is not in the sources.")
+    answer = pipe.answer(QUESTION, "docs")
+    assert answer.abstained and answer.citations == ()
+    assert "do not contain" in verdict(answer, "abstained").detail
+
+
+def test_an_unsupported_answer_abstains() -> None:
+    pipe, _, _ = make("Bill Gates founded it in Seattle [2].")
+    answer = pipe.answer(QUESTION, "docs")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT
+    assert not verdict(answer, "supported").passed
+
+
+@pytest.mark.parametrize("raw", ["", "[1]", "about 8 minutes [1]"])
+def test_unusable_output_falls_back_to_the_most_similar_sentence(raw) -> None:
+    pipe, _, _ = make(raw)
+    answer = pipe.answer(QUESTION, "docs")
+    assert not answer.abstained
+    assert GOLD in answer.text
+    assert [(c.n, c.attributed) for c in answer.citations] == [(2, True)]
+    assert not verdict(answer, "model_output").passed
+
+
+def test_stream_yields_pieces_then_the_answer() -> None:
+    pipe, _, _ = make(f"{GOLD} [2]")
+    items = list(pipe.stream(QUESTION, "docs"))
+    assert all(isinstance(p, str) for p in items[:-1]) and len(items) > 2
+    final = items[-1]
+    assert isinstance(final, Answer)
+    assert final.text == f"{GOLD} [2]"
+    assert final.usage.completion_tokens == 3  # "Larry Ellison [2]", counted by the LLM
+
+
+def test_stream_abstains_without_pieces() -> None:
+    pipe, _, _ = make(GOLD, sources=chunks([PARA], dense=0.0))
+    items = list(pipe.stream(QUESTION, "docs"))
+    assert len(items) == 1 and isinstance(items[0], Answer) and items[0].abstained
+
+
+def test_errors_propagate_before_generation() -> None:
+    pipe, llm, _ = make(GOLD)
+    with pytest.raises(CollectionNotFound):
+        pipe.answer(QUESTION, "nope")
+    with pytest.raises(InvalidRequest):
+        pipe.answer("  ", "docs")
+    with pytest.raises(InvalidRequest):
+        pipe.stream("x" * 3000, "docs")  # raised at the call, not on first next()
+    assert llm.calls == []
+
+
+def test_sampling_from_settings() -> None:
+    params = sampling_from_settings(LLMSettings(temperature=0.3, max_tokens=12, stop=["##"]))
+    assert params == SamplingParams(
+        temperature=0.3,
+        top_p=1.0,
+        top_k=40,
+        max_tokens=12,
+        seed=0,
+        repeat_penalty=1.1,
+        stop=("##",),
+    )

@@ -1,0 +1,114 @@
+"""Contract suite every SparseIndex implementation runs (retrieval.ports.SparseIndex)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.settings import BM25Settings
+from retrieval.bm25 import BM25Index
+from retrieval.ports import SparseIndex
+
+DOCS = {
+    "cat": "Cats purr when they are content and sleep most of the day.",
+    "dog": "Dogs bark at strangers and love long walks in the park.",
+    "fish": "Goldfish swim in bowls; fish breathe through gills.",
+    "bird": "Birds sing at dawn; some birds migrate south in winter.",
+    "cat2": "A cat chases mice; cats are agile hunters.",
+    "car": "Electric cars charge batteries instead of burning fuel.",
+}
+
+Factory = Callable[[], SparseIndex]
+FACTORIES: dict[str, Factory] = {
+    "bm25-default": lambda: BM25Index.from_settings(BM25Settings()),
+    "bm25-nostem": lambda: BM25Index.from_settings(
+        BM25Settings(stemmer="none", stopwords="none", k1=1.2, b=0.5)
+    ),
+}
+
+
+def load_like(index: SparseIndex, directory: Path) -> SparseIndex:
+    assert isinstance(index, BM25Index)
+    return BM25Index.load(directory, index.tokenizer)
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def index(request: pytest.FixtureRequest) -> SparseIndex:
+    idx = FACTORIES[request.param]()
+    idx.add(list(DOCS), list(DOCS.values()))
+    return idx
+
+
+def test_add_and_search(index: SparseIndex) -> None:
+    assert len(index) == len(DOCS) and index.ids() == set(DOCS)
+    (hits,) = index.search(["cats"], k=10)
+    assert {h[0] for h in hits} == {"cat", "cat2"}
+    assert all(a[1] >= b[1] for a, b in zip(hits, hits[1:], strict=False))
+
+
+def test_batch_matches_single(index: SparseIndex) -> None:
+    queries = ["cats purr", "dogs bark in the park", "birds migrate", "zebra"]
+    batch = index.search(queries, k=3)
+    assert batch == [index.search([q], k=3)[0] for q in queries]
+    assert batch[3] == []  # no shared term: nothing returned
+
+
+def test_k_limits_results(index: SparseIndex) -> None:
+    (hits,) = index.search(["cats dogs birds fish"], k=2)
+    assert len(hits) == 2
+
+
+def test_replace_duplicate_id(index: SparseIndex) -> None:
+    index.add(["cat"], ["Zebras graze on the savanna."])
+    assert len(index) == len(DOCS)
+    assert [h[0] for h in index.search(["zebras"], k=5)[0]] == ["cat"]
+    assert "cat" not in {h[0] for h in index.search(["purr"], k=5)[0]}
+
+
+def test_duplicate_within_batch_last_wins(index: SparseIndex) -> None:
+    index.add(["new", "new"], ["first version apple", "second version banana"])
+    assert len(index) == len(DOCS) + 1
+    assert index.search(["apple"], k=5)[0] == []
+    assert [h[0] for h in index.search(["banana"], k=5)[0]] == ["new"]
+
+
+def test_delete_and_absent_ids(index: SparseIndex) -> None:
+    index.delete(["cat", "nope"])
+    assert len(index) == len(DOCS) - 1 and "cat" not in index.ids()
+    assert [h[0] for h in index.search(["cats"], k=5)[0]] == ["cat2"]
+    index.add(["cat"], [DOCS["cat"]])  # re-add after delete
+    assert {h[0] for h in index.search(["cats"], k=5)[0]} == {"cat", "cat2"}
+
+
+def test_allowed_filters_inside_search(index: SparseIndex) -> None:
+    many = {f"x{i}": f"common word {'rare' if i % 7 == 0 else ''}" for i in range(200)}
+    index.add(list(many), list(many.values()))
+    allowed = {f"x{i}" for i in range(0, 200, 7)} | {"dog"}
+    (hits,) = index.search(["common rare"], k=10, allowed=allowed)
+    assert len(hits) == 10 and {h[0] for h in hits} <= allowed
+    assert index.search(["cats"], k=5, allowed=set())[0] == []
+    assert index.search(["cats"], k=5, allowed={"unknown"})[0] == []
+
+
+def test_save_load_roundtrip(index: SparseIndex, tmp_path: Path) -> None:
+    index.delete(["fish"])
+    index.save(tmp_path)
+    again = load_like(index, tmp_path)
+    assert again.ids() == index.ids() and len(again) == len(index)
+    queries = ["cats purr", "electric fuel", "goldfish"]
+    assert again.search(queries, k=4) == index.search(queries, k=4)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_empty_index(tmp_path: Path) -> None:
+    for factory in FACTORIES.values():
+        idx = factory()
+        assert len(idx) == 0 and idx.ids() == set()
+        assert idx.search(["anything", "else"], k=5) == [[], []]
+        idx.save(tmp_path)
+        assert load_like(idx, tmp_path).search(["x"], k=3) == [[]]
+        idx.add(["a"], ["alpha"])
+        idx.delete(["a"])
+        assert idx.search(["alpha"], k=3) == [[]]
