@@ -19,13 +19,12 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from generation.pipeline import QueryPipeline
+    from generation.ports import LLM
     from ingest.embedding import SentenceTransformerEmbedder
     from ingest.pipeline import IngestPipeline
     from retrieval.prompt import GroundedPromptBuilder
     from retrieval.retriever import HybridRetriever
     from retrieval.store import IndexStore
-
-    from generation.ports import LLM
 
 
 class Platform:
@@ -97,6 +96,7 @@ class Platform:
                 llm.count_tokens,
                 llm.n_ctx,
                 self.settings.llm.max_tokens,
+                count_chat_tokens=getattr(llm, "count_chat_tokens", None),
             )
 
     @cached_property

@@ -37,8 +37,8 @@ class IngestSettings(BaseModel):
 
 
 class BM25Settings(BaseModel):
-    k1: float = 1.5
-    b: float = 0.75
+    k1: float = 0.9  # BEIR / Anserini values; SciFact train nDCG@10 0.683 vs 0.676 (1.5, 0.75)
+    b: float = 0.4
     epsilon: float = 0.25  # rank_bm25.BM25Okapi's idf floor factor
     lowercase: bool = True
     stopwords: Literal["en", "none"] = "en"

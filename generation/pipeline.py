@@ -175,7 +175,9 @@ class QueryPipeline:
         ret = retrieval_verdict(retrieved, self.guard_settings.min_retrieval_similarity)
         verdicts.append(ret)
         params = sampling or self.default_sampling
-        prompt = self.prompt_builder.build(clean, retrieved) if ret.passed else None
+        prompt = (
+            self.prompt_builder.build(clean, retrieved, params.max_tokens) if ret.passed else None
+        )
         if (
             prompt is not None
             and prompt.style is PromptStyle.COMPLETION

@@ -50,7 +50,11 @@ class Retriever(Protocol):
 
 
 class PromptBuilder(Protocol):
-    def build(self, question: str, sources: Sequence[ScoredChunk]) -> Prompt: ...
+    def build(
+        self, question: str, sources: Sequence[ScoredChunk], max_tokens: int | None = None
+    ) -> Prompt:
+        """Number the sources and fit them, leaving ``max_tokens`` for the answer."""
+        ...
 
 
 class SentenceEmbedder(Protocol):

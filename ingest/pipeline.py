@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[IngestOutcome], None]
 
-GROUP_CHUNKS = 512  # chunks embedded and written together (grows when index writes are slow)
+GROUP_CHUNKS = 1024  # chunks embedded and written together (grows when index writes are slow)
 MAX_GROUP_CHUNKS = 4096
 _LOOKUP_BATCH = 128  # documents whose stored versions are looked up in one query
 _RECOVER_BATCH = 2048  # chunks pushed to the indexer per call in recover()

@@ -144,8 +144,12 @@ class GroundedPromptBuilder:
                 hi = mid - 1
         return (" ".join(words[:lo]) + " …").strip()
 
-    def build(self, question: str, sources: Sequence[ScoredChunk]) -> Prompt:
-        budget = self.n_ctx - self.max_tokens
+    def build(
+        self, question: str, sources: Sequence[ScoredChunk], max_tokens: int | None = None
+    ) -> Prompt:
+        """``max_tokens`` (the request's answer budget) overrides the builder's default."""
+        answer_tokens = self.max_tokens if max_tokens is None else max_tokens
+        budget = self.n_ctx - answer_tokens
         texts = [self._truncate(s.chunk.text) for s in sources]
         srcs = list(sources)
 
@@ -170,7 +174,7 @@ class GroundedPromptBuilder:
             if keep <= 1:
                 raise ContextOverflow(
                     f"the question with {'one source' if keep else 'no sources'} needs {n} "
-                    f"prompt tokens + {self.max_tokens} answer tokens, more than the context "
+                    f"prompt tokens + {answer_tokens} answer tokens, more than the context "
                     f"window of {self.n_ctx}"
                 )
             keep -= 1
