@@ -56,7 +56,9 @@ class DenseSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=200)
     candidate_k: int = Field(100, ge=1)  # per retriever, before fusion
-    fusion: FusionMode = FusionMode.RRF
+    # Weighted alpha=0.5 beat RRF k=60 on SciFact train (nDCG@10 .731 vs .712) and SQuAD dev
+    # (.900 vs .867); `rag tune` stores a collection's own best.
+    fusion: FusionMode = FusionMode.WEIGHTED
     rrf_k: int = Field(60, ge=1)
     alpha: float = Field(0.5, ge=0.0, le=1.0)  # weight of dense in weighted fusion
     mmr: bool = False

@@ -73,7 +73,7 @@ def test_fusion_precedence(setup, engine) -> None:
     retriever, cid, _ = setup
     with Session(engine) as s:
         row = s.get(db.CollectionRow, cid)
-        assert retriever.fusion_for(row) == FusionConfig(FusionMode.RRF, 60, 0.5)
+        assert retriever.fusion_for(row) == FusionConfig(FusionMode.WEIGHTED, 60, 0.5)
     with Session(engine) as s, s.begin():
         row = s.get(db.CollectionRow, cid)
         row.fusion_mode, row.alpha = "weighted", 0.8
