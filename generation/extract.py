@@ -96,14 +96,48 @@ def leak_share(answer: str, prompt: Prompt, question: str | None = None) -> floa
     return len(copied) / len(grams)
 
 
+_TOKEN_RE = re.compile(r"[^\W_][\w.:/-]*\w|[^\W_]")
+_SENTENCE_START_RE = re.compile(r"(?:^|[.!?]\s+)([^\W_][\w.:/-]*)")
+
+
+def _specific(token: str) -> bool:
+    """A number, an identifier or a name: the kind of word a small model invents."""
+    return any(c.isdigit() for c in token) or "_" in token or token[:1].isupper()
+
+
+def novel_specifics(text: str, prompt: Prompt, question: str | None = None) -> list[str]:
+    """Numbers, identifiers and names in ``text`` that occur in no source nor the question.
+
+    A small model's "GPT-3" or "100 MB" where the passages say "Gemma 3" and "50 MB" is
+    the commonest unsupported claim, and overlap scores miss it (the rest of the
+    sentence matches). Capitalised words that open a sentence are not counted as names.
+    """
+    body = strip_markers(text)
+    openers = {m.group(1) for m in _SENTENCE_START_RE.finditer(body)}
+    known: set[str] = set()
+    for src in [*(sc.chunk.text for sc in prompt.sources), question or ""]:
+        known.update(t.lower() for t in _TOKEN_RE.findall(src))
+    found: list[str] = []
+    for tok in _TOKEN_RE.findall(body):
+        if tok in openers and not any(c.isdigit() for c in tok):
+            continue
+        if _specific(tok) and tok.lower() not in known and tok not in found:
+            found.append(tok)
+    return found
+
+
 def unusable_reason(text: str, prompt: Prompt, question: str | None = None) -> str | None:
     """Why the model output cannot be an answer (empty, only markers, repeats the
-    instruction or the examples), or None when it can."""
+    instruction or the examples, states numbers or names found in no source), or None
+    when it can."""
     body = strip_markers(text)
     if not re.search(r"\w", body):
         return "only citation markers" if MARKER_RE.search(text) else "empty"
     if leak_share(body, prompt, question) >= LEAK_SHARE:
         return "repeats the instruction or the examples"
+    invented = novel_specifics(body, prompt, question)
+    if invented:
+        return "states what no source says (" + ", ".join(invented[:5]) + ")"
     q = words(question or "")
     if q and words(body) == q:
         return "repeats the question"
@@ -194,13 +228,20 @@ def extract_span(answer: str, sources: SourceSentences, question: str | None = N
     return Span(run, j + 1, sent, cov)
 
 
-def fallback_sentence(question: str, sources: SourceSentences) -> Span | None:
+def fallback_sentence(
+    question: str, sources: SourceSentences, min_similarity: float = 0.0
+) -> Span | None:
     """The passage sentence most similar to the question (embedding cosine): the answer
-    when the model gives nothing usable."""
+    when the model gives nothing usable; None when none reaches ``min_similarity``."""
     if not sources.flat or not question.strip():
         return None
-    cos = sources.cosine([question])[0]
+    cos = sources.cosine([question])[0].copy()
+    # A question in the passages (an FAQ heading) is no answer, however similar.
+    asks = np.array([sent.rstrip().endswith("?") for _, _, sent in sources.flat])
+    cos[asks] = -1.0
     flat_i = int(np.argmax(cos))
+    if float(cos[flat_i]) < min_similarity:
+        return None
     j, _, sent = sources.flat[flat_i]
     return Span(sent, j + 1, sent, 0.0)
 

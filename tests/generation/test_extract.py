@@ -14,6 +14,7 @@ from generation.extract import (
     fallback_sentence,
     leak_share,
     make_postprocess,
+    novel_specifics,
     question_from_prompt,
     shortest_run,
     unusable_reason,
@@ -163,5 +164,18 @@ def test_postprocess_copies_attributes_and_falls_back(emb) -> None:
     text, n = post("", prompt)  # nothing usable: the most similar sentence
     assert n == 2 and gold in text
     assert make_postprocess(emb, fallback_only=True)(f"{gold} [1]", prompt) == (text, n)
-    kept, n = post("Bill Gates", prompt)  # no span: the model text stays
-    assert kept == "Bill Gates" and n in (1, 2)
+    # A name no source holds is not kept: the most similar sentence answers instead.
+    assert post("Bill Gates", prompt) == (text, n)
+    kept, n2 = post("a founder of Oracle", prompt)  # nothing invented: copied to a span
+    assert "Oracle" in kept and "Larry" not in kept and n2 == 2
+
+
+def test_novel_specifics_flags_invented_numbers_and_names(emb) -> None:
+    question, gold, para = xquad_case("University_of_Chicago", "Larry Ellison")
+    prompt = completion_prompt(question, chunks([para]))
+    # "Bill" opens the sentence, so only its capital says nothing; "Gates" and 1975 count.
+    assert novel_specifics("Bill Gates founded it in 1975.", prompt, question) == [
+        "Gates", "1975",
+    ]
+    assert novel_specifics(f"It was {gold}.", prompt, question) == []
+    assert novel_specifics("The founder of Oracle.", prompt, question) == []

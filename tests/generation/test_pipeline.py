@@ -147,8 +147,15 @@ def test_a_model_refusal_abstains() -> None:
     assert "do not contain" in verdict(answer, "abstained").detail
 
 
-def test_an_unsupported_answer_abstains() -> None:
+def test_an_invented_claim_is_replaced_by_the_source_sentence() -> None:
     pipe, _, _ = make("Bill Gates founded it in Seattle [2].")
+    answer = pipe.answer(QUESTION, "docs")
+    assert not answer.abstained and GOLD in answer.text and "Seattle" not in answer.text
+    assert not verdict(answer, "model_output").passed
+
+
+def test_an_unsupported_answer_abstains() -> None:
+    pipe, _, _ = make("it was started by a group of sailors in a small harbour town [2].")
     answer = pipe.answer(QUESTION, "docs")
     assert answer.abstained and answer.text == ABSTAIN_TEXT
     assert not verdict(answer, "supported").passed
