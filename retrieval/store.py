@@ -367,18 +367,9 @@ class IndexStore:
             entry.sparse.delete(sorted(extra))
             rows = self._rows(s, cid, missing)
         added = 0
-        batch_ids: list[str] = []
-        batch_texts: list[str] = []
-        for row in rows:
-            batch_ids.append(row.id)
-            batch_texts.append(row.text)
-            if len(batch_ids) >= 2000:
-                entry.sparse.add(batch_ids, batch_texts)
-                added += len(batch_ids)
-                batch_ids, batch_texts = [], []
-        if batch_ids:
-            entry.sparse.add(batch_ids, batch_texts)
-            added += len(batch_ids)
+        for batch in _batches(rows, 2000):
+            entry.sparse.add([r.id for r in batch], [r.text for r in batch])
+            added += len(batch)
         removed = len(extra)
         return IndexRepair(action, added, removed, 0, reason)  # type: ignore[arg-type]
 
@@ -397,24 +388,33 @@ class IndexStore:
             entry.dense.delete(sorted(extra))
             rows = self._rows(s, cid, missing)
         added = skipped = 0
-        batch_ids: list[str] = []
-        batch_vecs: list[np.ndarray] = []
-        for row in rows:
-            vec = db.blob_to_vector(row.embedding) if row.embedding else None
-            if vec is None or vec.shape[0] != self.dim:
-                skipped += 1
-                continue
-            batch_ids.append(row.id)
-            batch_vecs.append(vec)
-            if len(batch_ids) >= 4096:
-                entry.dense.add(batch_ids, np.stack(batch_vecs))
-                added += len(batch_ids)
-                batch_ids, batch_vecs = [], []
-        if batch_ids:
-            entry.dense.add(batch_ids, np.stack(batch_vecs))
-            added += len(batch_ids)
+        for batch in _batches(rows, 4096):
+            ids: list[str] = []
+            vecs: list[np.ndarray] = []
+            for row in batch:
+                vec = db.blob_to_vector(row.embedding) if row.embedding else None
+                if vec is None or vec.shape[0] != self.dim:
+                    skipped += 1
+                    continue
+                ids.append(row.id)
+                vecs.append(vec)
+            if ids:
+                entry.dense.add(ids, np.stack(vecs))
+                added += len(ids)
         if skipped:
             reason += f"; {skipped} chunk(s) have no stored {self.dim}-d embedding"
             if action == "repaired" and not added and not extra:
                 return IndexRepair("ok", 0, 0, skipped, reason)
         return IndexRepair(action, added, len(extra), skipped, reason)  # type: ignore[arg-type]
+
+
+def _batches(rows: Iterable[db.ChunkRow], size: int) -> Iterator[list[db.ChunkRow]]:
+    """Rows in lists of at most ``size``, so a rebuild never holds a whole collection."""
+    batch: list[db.ChunkRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
