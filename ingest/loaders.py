@@ -217,7 +217,9 @@ def _binary_type(data: bytes) -> str | None:
 
     sample = data[:8192]
     kind = filetype.guess(sample)
-    if kind is not None:
+    # Some signatures are two or three printable bytes ("BM" for BMP, "ID3" for MP3), so
+    # a text that starts "BMI-1 is ..." matches one: clean text overrules such a guess.
+    if kind is not None and not _clean_text(sample):
         return str(kind.mime)
     nuls = sample.count(b"\x00")
     if nuls == 0:
@@ -229,6 +231,19 @@ def _binary_type(data: bytes) -> str | None:
     except UnicodeDecodeError:
         return "application/octet-stream"
     return None
+
+
+def _clean_text(sample: bytes) -> bool:
+    """True when ``sample`` (a file's head) is UTF-8 text with no NULs and next to no
+    control characters; binary formats fail on their header or data bytes."""
+    if b"\x00" in sample:
+        return False
+    try:  # the head may end inside a multi-byte character: decode incrementally
+        text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    return controls <= len(text) // 1000
 
 
 # -- text decoding and normalising ------------------------------------------------------

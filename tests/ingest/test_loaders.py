@@ -212,6 +212,16 @@ def test_binary_and_archives_are_unsupported_naming_the_type() -> None:
         load_bytes(buf.getvalue(), "files.zip", max_bytes=LIMIT)
 
 
+def test_text_that_starts_like_a_short_binary_signature_is_text() -> None:
+    # "BM" is the BMP signature and "ID3" the MP3 one; this SciFact title starts with "BMI".
+    for text in ("BMI-1 Autoantibody as a New Potential Biomarker", "ID3 tags hold a title"):
+        doc = load_bytes(text.encode(), "abstract.txt", max_bytes=LIMIT)
+        assert doc.media_type == "text/plain" and doc.text == text
+    bmp = b"BM" + (70).to_bytes(4, "little") + b"\x00" * 4 + (54).to_bytes(4, "little")
+    with pytest.raises(UnsupportedFormat, match=r"image/bmp"):
+        load_bytes(bmp + b"\x00" * 56, "picture.txt", max_bytes=LIMIT)
+
+
 def test_wrong_content_for_pdf_or_docx_extension_is_corrupt() -> None:
     with pytest.raises(CorruptDocument, match=r"^fake\.pdf: not a valid PDF"):
         load_bytes(b"just some text", "fake.pdf", max_bytes=LIMIT)
