@@ -11,6 +11,10 @@ string chunk ids map to slots.
     index.search(query_vectors, k=10, allowed={"c2"})
     index.save(path); FaissIndex.load(path, DenseSettings())
 
+Mutations run one at a time; a slow one (building HNSW when the size crosses the
+threshold, compacting tombstones, inserting thousands of vectors into HNSW) builds a new
+FAISS index while searches go on using the current one, then swaps it in.
+
 Deletes tombstone a slot (HNSW cannot remove); searches skip tombstones with a FAISS
 ``IDSelectorBitmap``. ``allowed`` restricts results inside the search; a filtered HNSW
 search that comes back short is completed by an exact search over the allowed vectors.
@@ -18,6 +22,7 @@ search that comes back short is completed by an exact search over the allowed ve
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +41,7 @@ _FAISS = "dense.faiss"
 _NPZ = "dense.npz"
 _JSON = "dense.json"
 _EXACT_ALLOWED_MAX = 20_000  # filtered searches over at most this many vectors run exactly
+_HNSW_COPY_ADD = 2_000  # an HNSW insert of this many vectors runs on a copy, off the lock
 
 Kind = Literal["flat", "hnsw"]
 
@@ -57,7 +63,8 @@ class FaissIndex:
     def __init__(self, dim: int, settings: DenseSettings | None = None) -> None:
         self.dim = int(dim)
         self.settings = settings or DenseSettings()  # type: ignore[call-arg]
-        self._lock = RWLock()
+        self._lock = RWLock()  # searches read; swapping in new state writes
+        self._mutex = threading.Lock()  # one mutation at a time
         self._vecs = np.zeros((0, self.dim), dtype=np.float32)  # capacity >= slots
         self._n_slots = 0
         self._slot_ids: list[str | None] = []
@@ -100,8 +107,11 @@ class FaissIndex:
         index.hnsw.efSearch = self.settings.hnsw_ef_search
         return index
 
+    def _kind_for(self, n_live: int) -> Kind:
+        return "hnsw" if n_live >= self.settings.hnsw_threshold else "flat"
+
     def _wanted_kind(self) -> Kind:
-        return "hnsw" if len(self._slot_of) >= self.settings.hnsw_threshold else "flat"
+        return self._kind_for(len(self._slot_of))
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -113,40 +123,58 @@ class FaissIndex:
             return
         last = {cid: i for i, cid in enumerate(ids)}  # repeated id in one batch: last wins
         order = np.asarray(sorted(last.values()), dtype=np.int64)
-        new = normalize(vectors[order])
-        with self._lock.write():
-            self._delete_locked([ids[i] for i in order])
-            start = self._n_slots
-            self._reserve(start + len(order))
-            self._vecs[start : start + len(order)] = new
-            self._n_slots += len(order)
-            for j, i in enumerate(order):
-                self._slot_ids.append(ids[i])
-                self._slot_of[ids[i]] = start + j
-            self._live = np.concatenate([self._live, np.ones(len(order), dtype=bool)])
-            if self._wanted_kind() != self._kind:
-                self._rebuild()
-            else:
-                self._index.add(new)
-                self._maybe_compact()
+        with self._mutex:
+            self._apply([ids[i] for i in order], normalize(vectors[order]), ())
 
     def delete(self, ids: Sequence[str]) -> None:
-        with self._lock.write():
-            if self._delete_locked(ids):
-                if self._wanted_kind() != self._kind:
-                    self._rebuild()
-                else:
-                    self._maybe_compact()
+        with self._mutex:
+            self._apply([], np.zeros((0, self.dim), dtype=np.float32), ids)
 
-    def _delete_locked(self, ids: Sequence[str]) -> int:
-        n = 0
-        for cid in ids:
-            slot = self._slot_of.pop(cid, None)
-            if slot is not None:
+    def _apply(self, new_ids: list[str], new: np.ndarray, drop: Sequence[str]) -> None:
+        """Add ``new_ids`` (replacing any present) and delete ``drop``; caller holds the
+        mutation mutex, so the state read here cannot change underneath.
+
+        Slow FAISS work (building an index when the size crosses the HNSW threshold or
+        when tombstones pile up, a large HNSW insert) runs on a new index outside the
+        search lock; searches keep using the current one until the swap."""
+        gone = {self._slot_of[cid] for cid in (*drop, *new_ids) if cid in self._slot_of}
+        if not new_ids and not gone:
+            return
+        n_live = len(self._slot_of) - len(gone) + len(new_ids)
+        n_slots = self._n_slots + len(new_ids)
+        dead = n_slots - n_live
+        kind = self._kind_for(n_live)
+        if kind != self._kind or (dead >= 64 and dead * 4 >= n_slots):
+            live = self._live[: self._n_slots].copy()
+            live[list(gone)] = False
+            keep = np.flatnonzero(live)
+            vecs = np.concatenate([self._vecs[keep], new])
+            slot_ids = [self._slot_ids[i] for i in keep] + new_ids
+            index = self._build(kind, vecs)
+            with self._lock.write():
+                self._install(kind, index, vecs, slot_ids)  # type: ignore[arg-type]
+            return
+        index = self._index
+        if self._kind == "hnsw" and len(new_ids) >= _HNSW_COPY_ADD:
+            index = faiss.clone_index(self._index)  # keeps its efSearch
+            index.add(new)
+        with self._lock.write():
+            for slot in gone:
+                self._slot_of.pop(self._slot_ids[slot], None)  # type: ignore[arg-type]
                 self._slot_ids[slot] = None
                 self._live[slot] = False
-                n += 1
-        return n
+            start = self._n_slots
+            self._reserve(start + len(new_ids))
+            self._vecs[start : start + len(new_ids)] = new
+            self._n_slots += len(new_ids)
+            self._slot_ids.extend(new_ids)
+            self._slot_of.update((cid, start + j) for j, cid in enumerate(new_ids))
+            self._live = np.concatenate([self._live, np.ones(len(new_ids), dtype=bool)])
+            if index is self._index:
+                if len(new):
+                    index.add(new)
+            else:
+                self._index = index
 
     def _reserve(self, n: int) -> None:
         if n > len(self._vecs):
@@ -154,24 +182,29 @@ class FaissIndex:
             grown[: self._n_slots] = self._vecs[: self._n_slots]
             self._vecs = grown
 
-    def _maybe_compact(self) -> None:
-        dead = self._n_slots - len(self._slot_of)
-        if dead >= 64 and dead * 4 >= self._n_slots:
-            self._rebuild()
+    def _build(self, kind: Kind, vecs: np.ndarray) -> faiss.Index:
+        index = self._new_index(kind)
+        if len(vecs):
+            index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+        return index
+
+    def _install(
+        self, kind: Kind, index: faiss.Index, vecs: np.ndarray, slot_ids: list[str]
+    ) -> None:
+        """Replace the whole state by compacted ``vecs`` (all live) and their index."""
+        self._vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        self._n_slots = len(slot_ids)
+        self._slot_ids = list(slot_ids)
+        self._slot_of = {cid: i for i, cid in enumerate(slot_ids)}
+        self._live = np.ones(len(slot_ids), dtype=bool)
+        self._kind, self._index = kind, index
 
     def _rebuild(self) -> None:
-        """Compact slots to the live vectors and build the wanted kind of FAISS index."""
+        """Compact to the live vectors and build the wanted kind of index (at load)."""
         keep = np.flatnonzero(self._live[: self._n_slots])
-        vecs = np.ascontiguousarray(self._vecs[keep])
-        self._slot_ids = [self._slot_ids[i] for i in keep]
-        self._slot_of = {cid: i for i, cid in enumerate(self._slot_ids)}  # type: ignore[misc]
-        self._live = np.ones(len(keep), dtype=bool)
-        self._vecs = vecs
-        self._n_slots = len(keep)
-        self._kind = self._wanted_kind()
-        self._index = self._new_index(self._kind)
-        if len(vecs):
-            self._index.add(vecs)
+        vecs = self._vecs[keep]
+        kind = self._wanted_kind()
+        self._install(kind, self._build(kind, vecs), vecs, [self._slot_ids[i] for i in keep])  # type: ignore[misc]
 
     # -- search ---------------------------------------------------------------------------
 

@@ -173,6 +173,13 @@ class IndexStore:
         return entry
 
     def _entry(self, cid: str) -> _Entry:
+        # Fast path without the collection lock, so searches never wait for an upsert
+        # or a persist in progress (the indexes have their own locks).
+        entry = self._entries.get(cid)
+        if entry is not None and (
+            self._deferred.get(cid, 0) > 0 or entry.stamp == self._stamp(cid)
+        ):
+            return entry
         with self._lock(cid):
             entry = self._entries.get(cid)
             if entry is None or (

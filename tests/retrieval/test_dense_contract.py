@@ -114,3 +114,45 @@ def test_empty_index(settings: DenseSettings, tmp_path: Path) -> None:
     assert FaissIndex.load(tmp_path, settings).search(unit_vectors(1, DIM), k=3) == [[]]
     with pytest.raises(ValueError):
         index.add(["a"], unit_vectors(1, DIM + 1))
+
+
+def test_searches_go_on_while_a_slow_rebuild_runs(data, monkeypatch) -> None:
+    """Crossing the HNSW threshold builds the new index off the search lock: a search
+    during the build answers from the current (exact) index; the swap then shows all."""
+    import threading
+
+    ids, vecs = data
+    index = FaissIndex(DIM, DenseSettings(hnsw_threshold=250, hnsw_m=16))
+    index.add(ids[:200], vecs[:200])
+    started, release = threading.Event(), threading.Event()
+    build = FaissIndex._build
+
+    def slow_build(self, kind, v):
+        started.set()
+        assert release.wait(30), "test hung"
+        return build(self, kind, v)
+
+    monkeypatch.setattr(FaissIndex, "_build", slow_build)
+    writer = threading.Thread(target=index.add, args=(ids[200:], vecs[200:]))
+    writer.start()
+    assert started.wait(30)
+    hits = index.search(vecs[:1], k=3)[0]  # would deadlock if the build held the lock
+    assert hits[0][0] == "c0" and index.kind == "flat" and len(index) == 200
+    release.set()
+    writer.join(30)
+    assert not writer.is_alive() and index.kind == "hnsw" and len(index) == 300
+    assert index.search(vecs[250:251], k=1)[0][0][0] == "c250"
+
+
+def test_large_hnsw_insert_with_replacements(data) -> None:
+    """An insert of >= 2,000 vectors into HNSW runs on a copy; replaced ids stay unique."""
+    ids, vecs = data
+    index = FaissIndex(DIM, DenseSettings(hnsw_threshold=50, hnsw_m=16))
+    index.add(ids, vecs)
+    more_ids = [f"m{i}" for i in range(2_100)] + ids[:10]  # 10 replacements
+    more = unit_vectors(len(more_ids), DIM, seed=2)
+    index.add(more_ids, more)
+    assert index.kind == "hnsw" and len(index) == 300 + 2_100
+    assert index.search(more[-1:], k=1)[0][0][0] == ids[9]
+    assert index.search(more[:1], k=1)[0][0][0] == "m0"
+    assert index.search(vecs[5:6], k=1)[0][0][0] != ids[5]  # its old vector is gone

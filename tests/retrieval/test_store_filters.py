@@ -137,3 +137,19 @@ def test_upsert_validates_shapes(tmp_path: Path) -> None:
         store.upsert("c", ["a", "b"], ["x"], np.zeros((2, DIM)))
     with pytest.raises(ValueError):
         store.upsert("../evil", ["a"], ["x"], unit_vectors(1))
+
+
+def test_readers_do_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
+    """A search gets the collection's indexes while an upsert or persist holds the
+    collection lock (the indexes themselves are thread-safe)."""
+    import threading
+
+    store = _store(tmp_path)
+    store.upsert("c1", ["x", "y"], ["ex marks", "why not"], unit_vectors(2))
+    got: list[set[str]] = []
+    with store._lock("c1"):  # as an upsert in another thread would
+        reader = threading.Thread(target=lambda: got.append(store.ids("c1")))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive()
+    assert got == [{"x", "y"}]
