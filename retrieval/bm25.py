@@ -250,9 +250,12 @@ class BM25Index:
                         keep = mask[idx]
                         idx, val = idx[keep], val[keep]
                     if len(val) > k:
-                        part = np.argpartition(-val, k - 1)[:k]
-                        idx, val = idx[part], val[part]
-                    order = np.lexsort((idx, -val))  # score desc, then slot (insertion) order
+                        # keep every score tied with the k-th, so the cut below takes the
+                        # earliest-inserted of them (argpartition alone picks any)
+                        kth = val[np.argpartition(-val, k - 1)[k - 1]]
+                        keep = val >= kth
+                        idx, val = idx[keep], val[keep]
+                    order = np.lexsort((idx, -val))[:k]  # score desc, then insertion order
                     out.append([(slot_ids[idx[o]], float(val[o])) for o in order])  # type: ignore[misc]
             return out
 

@@ -112,3 +112,14 @@ def test_empty_index(tmp_path: Path) -> None:
         idx.add(["a"], ["alpha"])
         idx.delete(["a"])
         assert idx.search(["alpha"], k=3) == [[]]
+
+
+def test_ties_at_the_cut_keep_insertion_order() -> None:
+    """Equal scores rank in insertion order, also across the k-th place: top-k of 40
+    identical documents is always the first k added (argpartition alone picks any)."""
+    index = BM25Index.from_settings(BM25Settings())
+    ids = [f"d{i:02d}" for i in range(40)]
+    index.add(ids, ["solar panels on the roof"] * 40)
+    index.add([f"o{i}" for i in range(60)], [f"wind turbine number {i} at sea" for i in range(60)])
+    for k in (1, 5, 17, 39):
+        assert [h[0] for h in index.search(["solar roof"], k=k)[0]] == ids[:k]
