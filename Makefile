@@ -1,6 +1,8 @@
 # The two set-up commands (see README): `make serve` and `make test`.
 # Both install everything into .venv first: torch pinned (CPU build) before the rest.
 SHELL := /bin/bash
+# pipefail: a benchmark piped into tee still fails its target
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -28,5 +30,11 @@ test: install
 	$(VENV)/bin/ruff check core ingest retrieval generation api evals bench tests
 	$(PY) -m pytest
 
+# Speed and scale benchmarks; each prints its table and writes it under bench/results/.
+# About 15 minutes on 2 cores (the first dense_recall run also embeds 100k chunks).
+# The 1M-chunk scale row: $(PY) bench/retrieval_scale.py --full (about 30 more minutes).
 bench: install
-	$(PY) bench/retrieval_scale.py
+	$(PY) -m bench.bm25_speed | tee bench/results/bm25_speed.txt
+	$(PY) -m bench.dense_recall | tee bench/results/dense_recall.txt
+	$(PY) bench/retrieval_scale.py --out bench/results/retrieval_scale.txt
+	$(PY) bench/ingest_speed.py --docs 1000 --out bench/results/ingest_speed.txt
