@@ -3,6 +3,10 @@
     app = create_app(Settings(data_dir=tmp_path))
     with TestClient(app) as client:
         client.post("/v1/query", json={"question": "…"})
+
+Every /v1 route acts for the caller's tenant (api.deps.get_caller): with
+``api.auth_required`` a request needs an API key; ``/healthz``, ``/metrics``, ``/`` and
+``/docs`` stay open and show no tenant's data.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from api.deps import get_caller
 from api.platform import Platform
 from api.routers import documents, query
-from core.errors import RagError
+from api.schemas import ErrorResponse
+from core.errors import RagError, Unauthorized
 from core.settings import Settings
 
 
@@ -50,10 +56,17 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
         return JSONResponse(
             status_code=exc.http_status,
             content={"error": {"code": exc.code, "message": exc.message}},
+            headers={"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None,
         )
 
-    app.include_router(documents.router)
-    app.include_router(query.router)
+    # The caller dependency on the routers themselves: no /v1 route can skip it (routes
+    # that take TenantDep share the same, per-request cached, result).
+    v1: dict[str, Any] = {
+        "dependencies": [Depends(get_caller)],
+        "responses": {401: {"model": ErrorResponse, "description": "missing or bad API key"}},
+    }
+    app.include_router(documents.router, **v1)
+    app.include_router(query.router, **v1)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

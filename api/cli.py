@@ -2,7 +2,11 @@
 
     rag ingest docs/ --collection handbook
     rag ask "How do I reset my password?" --collection handbook
+    rag keys create --tenant acme --label "acme web app"    # prints the secret once
     rag serve --port 8000
+
+The CLI is the local admin: it reads the database directly, needs no key, and acts for
+the tenant named by ``--tenant`` ("default" unless given).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from rich.table import Table
 
 from core.errors import InvalidRequest, RagError
 from core.settings import Settings
-from core.types import IngestOutcome, Query
+from core.types import DEFAULT_TENANT, CollectionRef, IngestOutcome, Query, check_tenant
 
 app = typer.Typer(
     help="rag-platform: grounded answers with cited sources from your own documents.",
@@ -30,9 +34,13 @@ app = typer.Typer(
 docs_app = typer.Typer(help="List and delete documents.", no_args_is_help=True)
 collections_app = typer.Typer(help="List collections.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate retrieval on labelled data.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys; each key acts for one tenant.", no_args_is_help=True
+)
 app.add_typer(docs_app, name="docs")
 app.add_typer(collections_app, name="collections")
 app.add_typer(eval_app, name="eval")
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -41,6 +49,29 @@ CollectionOpt = Annotated[
     str | None, typer.Option("--collection", "-c", help="collection name (default: settings)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _tenant_option(value: str | None) -> str | None:
+    try:
+        return None if value is None else check_tenant(value)
+    except InvalidRequest as e:
+        raise typer.BadParameter(e.message) from e
+
+
+TenantOpt = Annotated[
+    str,
+    typer.Option(
+        "--tenant", help="the tenant whose collections these are", callback=_tenant_option
+    ),
+]
+
+
+def _ref(collection: str | None, tenant: str, settings: Settings) -> CollectionRef:
+    return CollectionRef(collection or settings.default_collection, tenant)
+
+
+def _shown(ref: CollectionRef) -> str:
+    return str(ref) if ref.tenant == DEFAULT_TENANT else f"{ref} (tenant {ref.tenant})"
 
 
 class _State:
@@ -99,6 +130,7 @@ def _count_inputs(paths: list[Path]) -> int | None:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
     id_field: Annotated[str, typer.Option(help="JSONL: the document id field")] = "_id",
     text_field: Annotated[str, typer.Option(help="JSONL: the text field")] = "text",
     title_field: Annotated[str, typer.Option(help="JSONL: the title field")] = "title",
@@ -108,7 +140,7 @@ def ingest(
     from ingest.jsonl import JsonlFields
 
     platform = _platform()
-    name = collection or platform.settings.default_collection
+    name = _ref(collection, tenant, platform.settings)
     fields = JsonlFields(id_field=id_field, text_field=text_field, title_field=title_field)
     total = _count_inputs(paths)
     lines: list[IngestOutcome] = []
@@ -138,7 +170,7 @@ def ingest(
         _print_json(IngestReportPublic.of(report).model_dump(mode="json"))
     else:
         out.print(
-            f"collection [bold]{name}[/]: {counts['ingested']} ingested, "
+            f"collection [bold]{_shown(name)}[/]: {counts['ingested']} ingested, "
             f"{counts['replaced']} replaced, {counts['unchanged']} unchanged, "
             f"{counts['failed']} failed, {report.chunks} chunks written"
         )
@@ -155,6 +187,7 @@ def ingest(
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="sources retrieved")] = None,
     temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="answer length limit")] = None,
@@ -169,7 +202,7 @@ def ask(
     sampling = SamplingIn(temperature=temperature, max_tokens=max_tokens, seed=seed)
     answer = platform.query.answer(
         question,
-        collection or settings.default_collection,
+        _ref(collection, tenant, settings),
         top_k=top_k or settings.retrieval.top_k,
         sampling=sampling.to_core(settings.llm),
     )
@@ -196,6 +229,7 @@ def ask(
 def retrieve(
     query: Annotated[str, typer.Argument(help="the search text")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
     method: Annotated[str, typer.Option(help="hybrid, bm25 or dense")] = "hybrid",
     as_json: JsonOpt = False,
@@ -210,7 +244,7 @@ def retrieve(
     chunks = platform.retriever.retrieve(
         Query(
             text=query,
-            collection=collection or settings.default_collection,
+            collection=_ref(collection, tenant, settings),
             top_k=top_k or settings.retrieval.top_k,
         ),
         method=method,
@@ -231,12 +265,14 @@ def retrieve(
 
 
 @docs_app.command("list")
-def docs_list(collection: CollectionOpt = None, as_json: JsonOpt = False) -> None:
+def docs_list(
+    collection: CollectionOpt = None, tenant: TenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False
+) -> None:
     """List a collection's documents."""
     from api import service
 
     platform = _platform(start=False)
-    docs = service.list_documents(platform, collection or platform.settings.default_collection)
+    docs = service.list_documents(platform, _ref(collection, tenant, platform.settings))
     if as_json:
         _print_json(docs.model_dump(mode="json"))
         return
@@ -253,28 +289,37 @@ def docs_list(collection: CollectionOpt = None, as_json: JsonOpt = False) -> Non
 def docs_delete(
     document_ids: Annotated[list[str], typer.Argument(help="document ids (see `rag docs list`)")],
     collection: CollectionOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
 ) -> None:
     """Delete documents from SQL and both indexes."""
     platform = _platform()
-    name = collection or platform.settings.default_collection
+    name = _ref(collection, tenant, platform.settings)
     for doc_id in document_ids:
         platform.ingest.delete_document(name, doc_id)
         out.print(f"deleted {doc_id}")
 
 
 @collections_app.command("list")
-def collections_list(as_json: JsonOpt = False) -> None:
+def collections_list(
+    tenant: TenantOpt = DEFAULT_TENANT,
+    all_tenants: Annotated[
+        bool, typer.Option("--all-tenants", help="every tenant's collections (overrides --tenant)")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """List collections with their document and chunk counts."""
     from api import service
 
-    cols = service.list_collections(_platform(start=False))
+    cols = service.list_collections(_platform(start=False), None if all_tenants else tenant)
     if as_json:
         _print_json(cols.model_dump(mode="json"))
         return
-    table = Table("name", "documents", "chunks", "fusion", "created")
+    table = Table("tenant", "name", "documents", "chunks", "fusion", "created")
     for c in cols.data:
         fusion = c.fusion.mode or "default"
-        table.add_row(c.name, str(c.documents), str(c.chunks), fusion, str(c.created_at)[:19])
+        table.add_row(
+            c.tenant, c.name, str(c.documents), str(c.chunks), fusion, str(c.created_at)[:19]
+        )
     out.print(table)
 
 
@@ -285,12 +330,16 @@ def collections_list(as_json: JsonOpt = False) -> None:
 def eval_retrieval(
     dataset: Annotated[str, typer.Option(help="scifact, squad or xquad")],
     split: Annotated[str | None, typer.Option(help="test, train or dev")] = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
     """BM25 alone, dense alone and hybrid (each fusion mode) on a public data set: one table."""
-    from evals.retrieval_eval import evaluate_retrieval, render_table
+    from evals.retrieval_eval import eval_collection_name, evaluate_retrieval, render_table
 
-    result = evaluate_retrieval(_settings(), dataset, split)
+    collection = None  # the default tenant's eval-<dataset>
+    if tenant != DEFAULT_TENANT:
+        collection = CollectionRef(eval_collection_name(_dataset_name(dataset)), tenant)
+    result = evaluate_retrieval(_settings(), dataset, split, collection=collection)
     if as_json:
         _print_json(result.to_json())
     else:
@@ -300,6 +349,7 @@ def eval_retrieval(
 @app.command()
 def tune(
     collection: CollectionOpt = None,
+    tenant: TenantOpt = DEFAULT_TENANT,
     dataset: Annotated[str, typer.Option(help="labelled queries: scifact, squad or xquad")] = "",
     split: Annotated[str | None, typer.Option(help="the labelled split (e.g. train)")] = None,
     as_json: JsonOpt = False,
@@ -309,11 +359,104 @@ def tune(
 
     if not dataset:
         raise InvalidRequest("--dataset is required (scifact, squad or xquad)")
-    result = tune_fusion(_settings(), collection, dataset, split)
+    target: str | None = collection
+    if tenant != DEFAULT_TENANT:
+        from evals.retrieval_eval import eval_collection_name
+
+        target = CollectionRef(collection or eval_collection_name(_dataset_name(dataset)), tenant)
+    result = tune_fusion(_settings(), target, dataset, split)
     if as_json:
         _print_json(result.to_json())
     else:
         render_tune(result, out)
+
+
+def _dataset_name(dataset: str) -> str:
+    from evals.datasets import dataset_spec
+
+    return dataset_spec(dataset).name
+
+
+# -- API keys -------------------------------------------------------------------------------------
+
+
+def _engine() -> Any:
+    from core.db import make_engine
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.db_url, echo=settings.db.echo)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="the tenant the key acts for", callback=_tenant_option)
+    ],
+    label: Annotated[str, typer.Option(help="what the key is for, shown in lists")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key for a tenant and print its secret: shown once, stored only as a hash."""
+    from api.auth import create_api_key
+
+    created = create_api_key(_engine(), tenant, label)
+    if as_json:
+        _print_json(created.model_dump(mode="json"))
+        return
+    out.print(created.secret, highlight=False, soft_wrap=True)
+    err.print(
+        f"[green]created[/] key {created.key.id} for tenant [bold]{tenant}[/]"
+        f"{f' ({label})' if label else ''}. Copy the secret now: it is not shown again. "
+        "Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="only this tenant's keys", callback=_tenant_option),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List keys (revoked ones too) with their ids and prefixes; never a secret."""
+    from api.auth import list_api_keys
+
+    keys = list_api_keys(_engine(), tenant)
+    if as_json:
+        _print_json(keys.model_dump(mode="json"))
+        return
+    # The id first and whole (to copy into `rag keys revoke`); narrow terminals squeeze the rest.
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("tenant", no_wrap=True)
+    table.add_column("prefix", no_wrap=True)
+    for name in ("label", "revoked", "last used", "created"):
+        table.add_column(name)
+    for k in keys.data:
+        table.add_row(
+            k.id, k.tenant, k.prefix + "…", k.label,
+            str(k.revoked_at)[:16] if k.revoked_at else "-",
+            str(k.last_used_at)[:16] if k.last_used_at else "-",
+            str(k.created_at)[:16],
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (see `rag keys list`)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from api.auth import revoke_api_key
+
+    key = revoke_api_key(_engine(), key_id)
+    if as_json:
+        _print_json(key.model_dump(mode="json"))
+        return
+    out.print(f"revoked {key.id} ({key.prefix}…, tenant {key.tenant})", highlight=False)
 
 
 # -- serve --------------------------------------------------------------------------------------
@@ -331,9 +474,14 @@ def serve(
 
     settings = _settings()
     application = create_app(settings, warm_up=True)
+    keys = (
+        "every /v1 request needs an API key"
+        if settings.api.auth_required
+        else "requests without an API key act as tenant 'default'"
+    )
     err.print(
         f"serving on http://{host or settings.api.host}:{port or settings.api.port} "
-        "(API docs at /docs)"
+        f"(API docs at /docs; {keys})"
     )
     uvicorn.run(application, host=host or settings.api.host, port=port or settings.api.port)
 

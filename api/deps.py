@@ -1,11 +1,14 @@
-"""FastAPI dependencies: the settings and the platform, both set by create_app."""
+"""FastAPI dependencies: the settings, the platform (both set by create_app) and the
+caller's tenant (from its API key)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.auth import Caller
 from api.platform import Platform
 from core.settings import Settings
 
@@ -22,3 +25,32 @@ def get_settings(request: Request) -> Settings:
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# Declared for the OpenAPI page (its "Authorize" button); the headers are read below.
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="an API key: `Authorization: Bearer rag_…`"
+)
+_x_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="an API key: `rag_…`"
+)
+
+
+def get_caller(
+    request: Request,
+    platform: PlatformDep,
+    background: BackgroundTasks,
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    x_api_key: Annotated[str | None, Security(_x_api_key)],
+) -> Caller:
+    """Who the request acts as; 401 for a missing (when required), unknown or revoked key."""
+    caller = platform.auth.authenticate(request.headers.get("authorization"), x_api_key)
+    if caller.key_id is not None:
+        background.add_task(platform.auth.touch, caller.key_id)
+    return caller
+
+
+def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
+    return caller.tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

@@ -4,6 +4,7 @@
     platform.startup()                      # repair indexes against SQL, finish crashed ingests
     report = platform.ingest.ingest_paths([Path("examples")], "default")
     answer = platform.query.answer("What is RRF?", "default")
+    answer = platform.query.answer("…", CollectionRef("docs", tenant="acme"))  # a tenant's
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from core.db import make_engine
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from api.auth import ApiKeyAuth
     from generation.pipeline import QueryPipeline
     from generation.ports import LLM
     from ingest.embedding import SentenceTransformerEmbedder
@@ -38,6 +40,13 @@ class Platform:
         self._started = False
 
     # -- stages (built on first use) ---------------------------------------------------
+
+    @cached_property
+    def auth(self) -> ApiKeyAuth:
+        from api.auth import ApiKeyAuth
+
+        with self._lock:
+            return ApiKeyAuth(self.engine, self.settings.api)
 
     @cached_property
     def embedder(self) -> SentenceTransformerEmbedder:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core import types
-from core.db import CollectionRow, DocumentRow
+from core.db import ApiKeyRow, CollectionRow, DocumentRow
 from core.settings import LLMSettings
 
 # -- documents and collections ------------------------------------------------------------
@@ -65,6 +65,7 @@ class FusionPublic(BaseModel):
 
 class CollectionPublic(BaseModel):
     name: str
+    tenant: str
     documents: int
     chunks: int
     created_at: datetime
@@ -74,6 +75,7 @@ class CollectionPublic(BaseModel):
     def of(cls, row: CollectionRow, documents: int, chunks: int) -> CollectionPublic:
         return cls(
             name=row.name,
+            tenant=row.tenant,
             documents=documents,
             chunks=chunks,
             created_at=row.created_at,
@@ -125,6 +127,40 @@ class IngestReportPublic(BaseModel):
             ingested=count("ingested"), unchanged=count("unchanged"),
             replaced=count("replaced"), failed=count("failed"),
         )
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+class ApiKeyPublic(BaseModel):
+    """An API key as shown to its admin: never the secret, only its first characters."""
+
+    id: str
+    tenant: str
+    label: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKeyRow) -> ApiKeyPublic:
+        return cls(
+            id=row.id, tenant=row.tenant, label=row.label, prefix=row.prefix,
+            created_at=row.created_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at,
+        )
+
+
+class ApiKeysPublic(BaseModel):
+    data: list[ApiKeyPublic]
+    count: int
+
+
+class ApiKeyCreated(BaseModel):
+    """A new key: ``secret`` is shown this once and stored only as its sha256."""
+
+    key: ApiKeyPublic
+    secret: str
 
 
 # -- queries ----------------------------------------------------------------------------------

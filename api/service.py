@@ -1,6 +1,12 @@
-"""Read-side helpers shared by the REST routers and the CLI (no business logic)."""
+"""Read-side helpers shared by the REST routers and the CLI (no business logic).
+
+A collection argument is a name scoped to its tenant (``core.types.CollectionRef``; a
+plain ``str`` is the "default" tenant's).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,25 +16,23 @@ from api.schemas import CollectionPublic, CollectionsPublic, DocumentPublic, Doc
 from core import db
 
 
-def list_collections(platform: Platform) -> CollectionsPublic:
+def list_collections(platform: Platform, tenant: str | None) -> CollectionsPublic:
+    """The tenant's collections with their counts; ``tenant`` None: every tenant's (CLI)."""
+
+    def counts(s: Session, column: Any) -> dict[str, int]:
+        stmt = select(column, func.count()).group_by(column)
+        if tenant is not None:
+            stmt = stmt.join(db.CollectionRow, db.CollectionRow.id == column).where(
+                db.CollectionRow.tenant == tenant
+            )
+        return {cid: int(n) for cid, n in s.execute(stmt).all()}
+
     with Session(platform.engine) as s:
-        doc_counts = dict(
-            s.execute(
-                select(db.DocumentRow.collection_id, func.count()).group_by(
-                    db.DocumentRow.collection_id
-                )
-            ).all()
-        )
-        chunk_counts = dict(
-            s.execute(
-                select(db.ChunkRow.collection_id, func.count()).group_by(
-                    db.ChunkRow.collection_id
-                )
-            ).all()
-        )
+        doc_counts = counts(s, db.DocumentRow.collection_id)
+        chunk_counts = counts(s, db.ChunkRow.collection_id)
         data = [
             CollectionPublic.of(c, doc_counts.get(c.id, 0), chunk_counts.get(c.id, 0))
-            for c in db.list_collections(s)
+            for c in db.list_collections(s, tenant)
         ]
     return CollectionsPublic(data=data, count=len(data))
 

@@ -4,13 +4,19 @@ SQLAlchemy 2.0 typed ORM. The caller owns the transaction; nothing here commits:
 
     engine = make_engine(settings.db_url)
     with Session(engine) as s, s.begin():
-        col = get_or_create_collection(s, "docs")
+        col = get_or_create_collection(s, "docs", tenant="acme")
+
+Collections belong to a tenant and their names are unique per tenant. Every lookup
+takes the tenant: explicitly, or from a ``core.types.CollectionRef`` passed as the name
+(a plain ``str`` name means the "default" tenant).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +33,23 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    inspect,
     select,
+    text,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from core import types
-from core.errors import CollectionNotFound, DocumentNotFound
+from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
+from core.types import DEFAULT_TENANT, tenant_of
+
+log = logging.getLogger(__name__)
+
+# The (tenant, name) uniqueness of collections: a table constraint in a new database, a
+# unique index of the same name in a SQLite database migrated from the tenantless schema.
+COLLECTION_UNIQUE = "uq_collections_tenant_name"
 
 
 def new_id() -> str:
@@ -50,9 +66,13 @@ class Base(DeclarativeBase):
 
 class CollectionRow(Base):
     __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("tenant", "name", name=COLLECTION_UNIQUE),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
+    )
+    name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Per-collection fusion parameters (None: the settings' defaults); set by `rag tune`.
     fusion_mode: Mapped[str | None] = mapped_column(String(20), default=None)
@@ -130,11 +150,28 @@ class IngestionJobRow(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ApiKeyRow(Base):
+    """An API key of a tenant. Only the sha256 of the secret is stored, never the secret."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the secret's first characters, for display
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 # -- engine --------------------------------------------------------------------------
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
-    """Create the engine and the tables. SQLite gets WAL and enforced foreign keys."""
+    """Create the engine and the tables, migrating a database made by an older schema.
+
+    SQLite gets WAL and enforced foreign keys."""
     if url.startswith("sqlite:///"):
         from pathlib import Path
 
@@ -151,8 +188,91 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+    migrate(engine)
     Base.metadata.create_all(engine)
     return engine
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring a database created by an older schema up to date, in place, in one transaction.
+
+    Collections without a ``tenant`` (the schema before tenants) get the column, filled
+    with "default", and their globally unique name index is replaced by the (tenant, name)
+    one. Safe to run at every start and from several processes: the change is made once.
+    Returns whether anything changed.
+    """
+    if not _lacks_tenant(engine):
+        return False
+    with _ddl_transaction(engine) as conn:
+        if not _lacks_tenant(conn):  # another process migrated it meanwhile
+            return False
+        _add_collection_tenant(conn)
+    log.info("migrated table collections: added tenant, names now unique per tenant")
+    return True
+
+
+def _lacks_tenant(bind: Engine | Connection) -> bool:
+    """A collections table of the schema before tenants? (None at all: create_all's job.)"""
+    insp = inspect(bind)
+    if not insp.has_table("collections"):
+        return False
+    return "tenant" not in {c["name"] for c in insp.get_columns("collections")}
+
+
+def _add_collection_tenant(conn: Connection) -> None:
+    sqlite = conn.dialect.name == "sqlite"
+    prep = conn.dialect.identifier_preparer
+    insp = inspect(conn)
+    conn.execute(
+        text(
+            "ALTER TABLE collections ADD COLUMN tenant VARCHAR(64) NOT NULL "
+            f"DEFAULT '{DEFAULT_TENANT}'"
+        )
+    )
+    for ix in insp.get_indexes("collections"):
+        if ix.get("unique") and list(ix["column_names"]) == ["name"] and ix["name"]:
+            conn.execute(text(f"DROP INDEX {prep.quote(ix['name'])}"))
+    for uc in insp.get_unique_constraints("collections"):
+        if list(uc["column_names"]) == ["name"]:
+            if sqlite or not uc["name"]:
+                raise RuntimeError(
+                    "cannot migrate table collections: its names are unique through an "
+                    "unnamed table constraint; recreate the database or drop it by hand"
+                )
+            conn.execute(
+                text(f"ALTER TABLE collections DROP CONSTRAINT {prep.quote(uc['name'])}")
+            )
+    if sqlite:  # SQLite cannot add a constraint to an existing table; a unique index is one
+        conn.execute(
+            text(f"CREATE UNIQUE INDEX {COLLECTION_UNIQUE} ON collections (tenant, name)")
+        )
+    else:
+        conn.execute(
+            text(
+                f"ALTER TABLE collections ADD CONSTRAINT {COLLECTION_UNIQUE} "
+                "UNIQUE (tenant, name)"
+            )
+        )
+
+
+@contextmanager
+def _ddl_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction around schema changes. Python's sqlite3 driver commits before DDL
+    by itself, so for SQLite the transaction is opened by hand (BEGIN IMMEDIATE, which
+    also keeps a second process out until it ends)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
 
 
 # -- vectors ---------------------------------------------------------------------------
@@ -169,24 +289,79 @@ def blob_to_vector(b: bytes) -> np.ndarray:
 # -- collections -------------------------------------------------------------------------
 
 
-def get_collection(s: Session, name: str) -> CollectionRow:
-    row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+def find_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow | None:
+    """The tenant's collection called ``name``, or None.
+
+    ``tenant`` None: the tenant of ``name`` (a ``CollectionRef``'s, else "default").
+    Another tenant's collection of that name is never returned.
+    """
+    owner = tenant if tenant is not None else tenant_of(name)
+    return s.scalar(
+        select(CollectionRow).where(
+            CollectionRow.tenant == owner, CollectionRow.name == str(name)
+        )
+    )
+
+
+def get_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow:
+    """Like ``find_collection``; ``CollectionNotFound`` when the tenant has none of that
+    name (the same message whether or not another tenant has one)."""
+    row = find_collection(s, name, tenant)
     if row is None:
         raise CollectionNotFound(f"collection '{name}' does not exist")
     return row
 
 
-def get_or_create_collection(s: Session, name: str) -> CollectionRow:
-    row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+def get_or_create_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow:
+    owner = tenant if tenant is not None else tenant_of(name)
+    row = find_collection(s, name, owner)
     if row is None:
-        row = CollectionRow(id=new_id(), name=name)
+        row = CollectionRow(id=new_id(), tenant=owner, name=str(name))
         s.add(row)
         s.flush()
     return row
 
 
-def list_collections(s: Session) -> Sequence[CollectionRow]:
-    return s.scalars(select(CollectionRow).order_by(CollectionRow.name)).all()
+def list_collections(s: Session, tenant: str | None = None) -> Sequence[CollectionRow]:
+    """One tenant's collections by name; ``tenant`` None: every tenant's (for admin
+    tools and the index repair, never for a request)."""
+    stmt = select(CollectionRow).order_by(CollectionRow.tenant, CollectionRow.name)
+    if tenant is not None:
+        stmt = stmt.where(CollectionRow.tenant == tenant)
+    return s.scalars(stmt).all()
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+def add_api_key(s: Session, tenant: str, label: str, key_hash: str, prefix: str) -> ApiKeyRow:
+    row = ApiKeyRow(id=new_id(), tenant=tenant, label=label, key_hash=key_hash, prefix=prefix)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def find_api_key(s: Session, key_hash: str) -> ApiKeyRow | None:
+    """The key whose secret hashes to ``key_hash`` (revoked or not), or None."""
+    return s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+
+
+def get_api_key(s: Session, key_id: str) -> ApiKeyRow:
+    row = s.get(ApiKeyRow, key_id)
+    if row is None:
+        raise ApiKeyNotFound(f"API key '{key_id}' does not exist (see `rag keys list`)")
+    return row
+
+
+def list_api_keys(s: Session, tenant: str | None = None) -> Sequence[ApiKeyRow]:
+    stmt = select(ApiKeyRow).order_by(ApiKeyRow.tenant, ApiKeyRow.created_at)
+    if tenant is not None:
+        stmt = stmt.where(ApiKeyRow.tenant == tenant)
+    return s.scalars(stmt).all()
+
+
+def touch_api_key(s: Session, key_id: str, when: datetime) -> None:
+    s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=when))
 
 
 # -- documents ---------------------------------------------------------------------------

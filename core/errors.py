@@ -82,6 +82,33 @@ class InvalidRequest(RagError):
     exit_code = 2
 
 
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+class Unauthorized(RagError):
+    """The request carries no valid API key (answered with ``WWW-Authenticate: Bearer``)."""
+
+    code = "unauthorized"
+    http_status = 401
+    exit_code = 6
+
+
+class MissingApiKey(Unauthorized):
+    code = "api_key_missing"
+
+
+class InvalidApiKey(Unauthorized):
+    code = "api_key_invalid"
+
+
+class RevokedApiKey(Unauthorized):
+    code = "api_key_revoked"
+
+
 # -- models and generation -------------------------------------------------------------
 
 

@@ -109,6 +109,9 @@ class APISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_files_per_upload: int = 100
+    # True: every /v1 request needs a valid API key (`rag keys create`). False: a request
+    # without a key acts as tenant "default"; one that sends a key is still checked.
+    auth_required: bool = False
 
 
 class Settings(BaseSettings):

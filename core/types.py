@@ -7,12 +7,76 @@ returns them as its sources.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from core.errors import InvalidRequest
+
 MetadataValue = str | int | float | bool | None
+
+
+DEFAULT_TENANT = "default"
+_TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_tenant(tenant: str) -> str:
+    """``tenant`` when it is a valid tenant name (1-64 of ``A-Z a-z 0-9 _ . -``, starting
+    with a letter or digit), else ``InvalidRequest`` naming the problem."""
+    if not isinstance(tenant, str) or _TENANT_RE.fullmatch(tenant) is None:
+        raise InvalidRequest(
+            f"invalid tenant name {tenant!r}: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
+class CollectionRef(str):
+    """A collection name scoped to the tenant that owns it.
+
+    It *is* the name (a ``str``), so the stages' ``collection: str`` parameters and their
+    messages take it unchanged, and it carries ``tenant``: ``core.db`` resolves it by
+    (tenant, name). A plain ``str`` names a collection of the "default" tenant. Equality
+    and hashing include the tenant, so two tenants' "docs" never share a cache entry.
+
+        ref = CollectionRef("docs", tenant="acme")
+        ref == "docs"                      # False: "docs" is the default tenant's
+        tenant_of(ref), str(ref)           # ("acme", "docs")
+    """
+
+    tenant: str
+
+    def __new__(cls, name: str, tenant: str = DEFAULT_TENANT) -> CollectionRef:
+        self = super().__new__(cls, name)
+        self.tenant = check_tenant(tenant)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return NotImplemented
+        return str.__eq__(self, other) and self.tenant == tenant_of(other)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        # The default tenant's ref hashes as its plain name, which it equals.
+        name = str.__str__(self)
+        return hash(name) if self.tenant == DEFAULT_TENANT else hash((name, self.tenant))
+
+    def __repr__(self) -> str:
+        return f"CollectionRef({str.__str__(self)!r}, tenant={self.tenant!r})"
+
+    def __reduce__(self) -> tuple[type[CollectionRef], tuple[str, str]]:
+        return (CollectionRef, (str.__str__(self), self.tenant))
+
+
+def tenant_of(collection: str) -> str:
+    """The tenant a collection name belongs to: a ``CollectionRef``'s, else "default"."""
+    return collection.tenant if isinstance(collection, CollectionRef) else DEFAULT_TENANT
 
 
 class PromptStyle(StrEnum):

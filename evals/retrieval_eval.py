@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from core.db import ChunkRow, CollectionRow, DocumentRow
+from core.db import ChunkRow, CollectionRow, DocumentRow, find_collection
 from core.errors import InvalidRequest
 from core.settings import FusionMode, IngestSettings, RetrievalSettings, Settings
 from evals.datasets import RetrievalDataset, dataset_spec, load_dataset, resolve_split
@@ -178,7 +178,8 @@ class CollectionState:
 def collection_state(engine: Engine, name: str, doc_ids: Sequence[str]) -> CollectionState:
     wanted = set(doc_ids)
     with Session(engine) as s:
-        cid = s.scalar(select(CollectionRow.id).where(CollectionRow.name == name))
+        col = find_collection(s, name)  # the tenant's: a CollectionRef's, else "default"'s
+        cid = col.id if col is not None else None
         if cid is None:
             return CollectionState(None, 0, 0, 0)
         rows = s.execute(

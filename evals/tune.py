@@ -220,7 +220,7 @@ def tune_fusion(
             f"must be the data set's doc ids); tune it on the collection 'eval-{spec.name}' "
             "or ingest the data set's corpus into it first"
         )
-    if state.collection_id is None or name == eval_collection_name(spec.name):
+    if state.collection_id is None or str(name) == eval_collection_name(spec.name):
         ingest_settings = eval_ingest_settings(settings, spec.name)
         pipeline = IngestPipeline(engine, embedder, index_store, ingest_settings)
         collection_id, _ = ensure_collection(engine, pipeline, ds, name, progress)

@@ -128,6 +128,8 @@ class IngestPipeline:
 
     Calls are serialised by a lock (one writer per pipeline); one failing input never
     stops the others: it becomes a "failed" outcome with its reason and error code.
+    A ``collection`` argument is a name of the "default" tenant, or a
+    ``core.types.CollectionRef`` naming another tenant's collection.
     """
 
     def __init__(

@@ -1,4 +1,7 @@
-"""Collections and documents: upload, list, delete."""
+"""Collections and documents: upload, list, delete; always the caller's tenant's.
+
+Another tenant's collection or document answers exactly as a missing one (404).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api import service
-from api.deps import PlatformDep
+from api.deps import PlatformDep, TenantDep
 from api.schemas import (
     CollectionsPublic,
     DocumentPublic,
@@ -19,19 +22,21 @@ from api.schemas import (
     IngestReportPublic,
 )
 from core.errors import InvalidRequest
+from core.types import CollectionRef
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
 
 @router.get("/collections")
-def list_collections(platform: PlatformDep) -> CollectionsPublic:
-    return service.list_collections(platform)
+def list_collections(platform: PlatformDep, tenant: TenantDep) -> CollectionsPublic:
+    return service.list_collections(platform, tenant)
 
 
 @router.delete("/collections/{name}", status_code=204, responses={404: {"model": ErrorResponse}})
-def delete_collection(name: str, platform: PlatformDep) -> None:
-    service.list_documents(platform, name)  # 404 when it does not exist
-    platform.ingest.delete_collection(name)
+def delete_collection(name: str, platform: PlatformDep, tenant: TenantDep) -> None:
+    ref = CollectionRef(name, tenant)
+    service.list_documents(platform, ref)  # 404 when it does not exist
+    platform.ingest.delete_collection(ref)
 
 
 @router.post(
@@ -46,6 +51,7 @@ def delete_collection(name: str, platform: PlatformDep) -> None:
 async def upload_documents(
     name: str,
     platform: PlatformDep,
+    tenant: TenantDep,
     files: Annotated[list[UploadFile], File(description="one or more documents")],
     metadata: Annotated[
         str | None, Form(description="JSON object stored with every uploaded document")
@@ -67,7 +73,9 @@ async def upload_documents(
     # file without holding all of it in memory.
     limit = settings.ingest.max_file_bytes
     payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
-    report = await run_in_threadpool(platform.ingest.ingest_files, payload, name, metadata=meta)
+    report = await run_in_threadpool(
+        platform.ingest.ingest_files, payload, CollectionRef(name, tenant), metadata=meta
+    )
     body = IngestReportPublic.of(report)
     if body.failed and body.failed == len(body.results):
         statuses = {_status_of(o.error_code) for o in body.results}
@@ -99,15 +107,17 @@ def _status_of(error_code: str | None) -> int:
 
 
 @router.get("/collections/{name}/documents", responses={404: {"model": ErrorResponse}})
-def list_documents(name: str, platform: PlatformDep) -> DocumentsPublic:
-    return service.list_documents(platform, name)
+def list_documents(name: str, platform: PlatformDep, tenant: TenantDep) -> DocumentsPublic:
+    return service.list_documents(platform, CollectionRef(name, tenant))
 
 
 @router.get(
     "/collections/{name}/documents/{document_id}", responses={404: {"model": ErrorResponse}}
 )
-def get_document(name: str, document_id: str, platform: PlatformDep) -> DocumentPublic:
-    return service.get_document(platform, name, document_id)
+def get_document(
+    name: str, document_id: str, platform: PlatformDep, tenant: TenantDep
+) -> DocumentPublic:
+    return service.get_document(platform, CollectionRef(name, tenant), document_id)
 
 
 @router.delete(
@@ -115,5 +125,5 @@ def get_document(name: str, document_id: str, platform: PlatformDep) -> Document
     status_code=204,
     responses={404: {"model": ErrorResponse}},
 )
-def delete_document(name: str, document_id: str, platform: PlatformDep) -> None:
-    platform.ingest.delete_document(name, document_id)
+def delete_document(name: str, document_id: str, platform: PlatformDep, tenant: TenantDep) -> None:
+    platform.ingest.delete_document(CollectionRef(name, tenant), document_id)

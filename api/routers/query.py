@@ -1,4 +1,4 @@
-"""Questions (with the LLM) and retrieval (without)."""
+"""Questions (with the LLM) and retrieval (without), over the caller's tenant's collections."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import PlatformDep
+from api.deps import PlatformDep, TenantDep
 from api.metrics import QUERIES, QUERY_LATENCY
 from api.schemas import (
     ErrorResponse,
@@ -20,7 +20,7 @@ from api.schemas import (
     retrieved_to_dict,
 )
 from core.errors import RagError
-from core.types import Answer, Query
+from core.types import Answer, CollectionRef, Query
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
@@ -32,7 +32,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/query", responses=_ERRORS)
-def query(req: QueryRequest, platform: PlatformDep) -> dict[str, Any]:
+def query(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> dict[str, Any]:
     """Answer a question from a collection's documents, with numbered sources."""
     settings = platform.settings
     start = time.perf_counter()
@@ -40,7 +40,7 @@ def query(req: QueryRequest, platform: PlatformDep) -> dict[str, Any]:
     try:
         answer = platform.query.answer(
             req.question,
-            req.collection or settings.default_collection,
+            CollectionRef(req.collection or settings.default_collection, tenant),
             top_k=req.top_k or settings.retrieval.top_k,
             filter=req.filter.to_core(),
             sampling=req.sampling.to_core(settings.llm),
@@ -53,12 +53,12 @@ def query(req: QueryRequest, platform: PlatformDep) -> dict[str, Any]:
 
 
 @router.post("/query/stream", responses=_ERRORS)
-def query_stream(req: QueryRequest, platform: PlatformDep) -> StreamingResponse:
+def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> StreamingResponse:
     """The same as /v1/query as server-sent events: `token` events, then one `answer` event."""
     settings = platform.settings
     events = platform.query.stream(
         req.question,
-        req.collection or settings.default_collection,
+        CollectionRef(req.collection or settings.default_collection, tenant),
         top_k=req.top_k or settings.retrieval.top_k,
         filter=req.filter.to_core(),
         sampling=req.sampling.to_core(settings.llm),
@@ -79,14 +79,14 @@ def query_stream(req: QueryRequest, platform: PlatformDep) -> StreamingResponse:
 
 
 @router.post("/retrieve", responses=_ERRORS)
-def retrieve(req: RetrieveRequest, platform: PlatformDep) -> dict[str, Any]:
+def retrieve(req: RetrieveRequest, platform: PlatformDep, tenant: TenantDep) -> dict[str, Any]:
     """Ranked chunks with their BM25, dense and fused scores; no LLM."""
     settings = platform.settings
     start = time.perf_counter()
     chunks = platform.retriever.retrieve(
         Query(
             text=req.query,
-            collection=req.collection or settings.default_collection,
+            collection=CollectionRef(req.collection or settings.default_collection, tenant),
             top_k=req.top_k or settings.retrieval.top_k,
             filter=req.filter.to_core(),
         ),
