@@ -28,6 +28,7 @@ class DocumentPublic(BaseModel):
     error: str | None
     size_bytes: int
     n_chunks: int
+    recipe: str | None  # how its chunks were made (chunk size/overlap, embedding model)
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -45,6 +46,7 @@ class DocumentPublic(BaseModel):
             error=row.error,
             size_bytes=row.size_bytes,
             n_chunks=row.n_chunks,
+            recipe=row.recipe,
             metadata=dict(row.meta or {}),
             created_at=row.created_at,
             updated_at=row.updated_at,

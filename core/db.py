@@ -102,6 +102,9 @@ class DocumentRow(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     n_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    # How the chunks were made (chunk size/overlap, splitter version, embedding model);
+    # a re-ingest with another recipe re-indexes the document even if its bytes are equal.
+    recipe: Mapped[str | None] = mapped_column(String(300), default=None)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -198,25 +201,38 @@ def migrate(engine: Engine) -> bool:
 
     Collections without a ``tenant`` (the schema before tenants) get the column, filled
     with "default", and their globally unique name index is replaced by the (tenant, name)
-    one. Safe to run at every start and from several processes: the change is made once.
-    Returns whether anything changed.
+    one. Documents without a ``recipe`` get the column (NULL: unknown, so the next ingest
+    of such a document re-indexes it). Safe to run at every start and from several
+    processes: each change is made once. Returns whether anything changed.
     """
-    if not _lacks_tenant(engine):
+    if not (_lacks_recipe(engine) or _lacks_tenant(engine)):
         return False
     with _ddl_transaction(engine) as conn:
-        if not _lacks_tenant(conn):  # another process migrated it meanwhile
-            return False
-        _add_collection_tenant(conn)
-    log.info("migrated table collections: added tenant, names now unique per tenant")
-    return True
+        done = []  # re-checked inside: another process may have migrated meanwhile
+        if _lacks_recipe(conn):
+            conn.execute(text("ALTER TABLE documents ADD COLUMN recipe VARCHAR(300)"))
+            done.append("documents: added recipe")
+        if _lacks_tenant(conn):
+            _add_collection_tenant(conn)
+            done.append("collections: added tenant, names now unique per tenant")
+    for what in done:
+        log.info("migrated table %s", what)
+    return bool(done)
+
+
+def _lacks_recipe(bind: Engine | Connection) -> bool:
+    return _lacks_column(bind, "documents", "recipe")
+
+
+def _lacks_column(bind: Engine | Connection, table: str, column: str) -> bool:
+    """An existing ``table`` without ``column`` (no table at all: create_all's job)."""
+    insp = inspect(bind)
+    return insp.has_table(table) and column not in {c["name"] for c in insp.get_columns(table)}
 
 
 def _lacks_tenant(bind: Engine | Connection) -> bool:
     """A collections table of the schema before tenants? (None at all: create_all's job.)"""
-    insp = inspect(bind)
-    if not insp.has_table("collections"):
-        return False
-    return "tenant" not in {c["name"] for c in insp.get_columns("collections")}
+    return _lacks_column(bind, "collections", "tenant")
 
 
 def _add_collection_tenant(conn: Connection) -> None:

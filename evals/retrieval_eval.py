@@ -175,7 +175,11 @@ class CollectionState:
     n_chunks: int
 
 
-def collection_state(engine: Engine, name: str, doc_ids: Sequence[str]) -> CollectionState:
+def collection_state(
+    engine: Engine, name: str, doc_ids: Sequence[str], recipe: str | None = None
+) -> CollectionState:
+    """How much of ``doc_ids`` the collection holds ready (made with ``recipe``, if given:
+    chunks of other settings or another embedding model count as missing)."""
     wanted = set(doc_ids)
     with Session(engine) as s:
         col = find_collection(s, name)  # the tenant's: a CollectionRef's, else "default"'s
@@ -183,10 +187,16 @@ def collection_state(engine: Engine, name: str, doc_ids: Sequence[str]) -> Colle
         if cid is None:
             return CollectionState(None, 0, 0, 0)
         rows = s.execute(
-            select(DocumentRow.source, DocumentRow.status).where(DocumentRow.collection_id == cid)
+            select(DocumentRow.source, DocumentRow.status, DocumentRow.recipe).where(
+                DocumentRow.collection_id == cid
+            )
         ).all()
         n_chunks = s.scalar(select(func.count(ChunkRow.id)).where(ChunkRow.collection_id == cid))
-    ready = sum(1 for src, st in rows if st == "ready" and src in wanted)
+    ready = sum(
+        1
+        for src, st, made in rows
+        if st == "ready" and src in wanted and (recipe is None or made == recipe)
+    )
     return CollectionState(cid, ready, len(rows) - ready, int(n_chunks or 0))
 
 
@@ -197,19 +207,21 @@ def ensure_collection(
     name: str,
     progress: Progress | None = None,
 ) -> tuple[str, bool]:
-    """Ingest the data set's corpus into ``name`` unless it already holds all of it.
+    """Ingest the data set's corpus into ``name`` unless it already holds all of it,
+    chunked and embedded as ``pipeline`` would (else the stale documents are re-indexed).
 
     Returns (collection id, whether anything was ingested). Re-ingesting is
     idempotent: unchanged documents are skipped by the pipeline.
     """
     docs = {d: tx for d, tx in ds.corpus.items() if tx[0].strip() or tx[1].strip()}
-    state = collection_state(engine, name, list(docs))
+    recipe = getattr(pipeline, "recipe", None)  # stale chunk settings or model: re-index
+    state = collection_state(engine, name, list(docs), recipe)
     if state.collection_id is not None and state.ready_sources == len(docs):
         return state.collection_id, False
     if progress:
         progress(f"ingesting {len(docs)} documents of {ds.name} into '{name}'")
     report = ingest_corpus(pipeline, docs, name)
-    state = collection_state(engine, name, list(docs))
+    state = collection_state(engine, name, list(docs), recipe)
     if state.collection_id is None or state.ready_sources != len(docs):
         failed = getattr(report, "failed", ())
         why = f" (e.g. {failed[0].source}: {failed[0].error})" if failed else ""

@@ -20,6 +20,8 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from core.settings import IngestSettings
 from core.types import ParsedDocument
 
+SPLITTER_VERSION = 1  # bump when the splitting rules change: documents then re-index
+
 # Paragraphs, lines, sentence ends, clause marks, words, then characters. Regexes with
 # look-behind keep the punctuation on the left piece; "end" keeps whitespace there too.
 _SEPARATORS = [r"\n\n+", r"\n", r"(?<=[.!?…。！？])\s+", r"(?<=[;:,])\s+", r"\s+", ""]

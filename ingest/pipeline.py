@@ -40,7 +40,7 @@ from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
 from core.errors import DocumentTooLarge, IngestError, PathNotFound, RagError
 from core.settings import IngestSettings
 from core.types import IngestOutcome, IngestReport, IngestStatus, ParsedDocument
-from ingest.chunking import ChunkDraft, Chunker
+from ingest.chunking import SPLITTER_VERSION, ChunkDraft, Chunker
 from ingest.jsonl import (
     JSONL_EXTENSIONS,
     JsonlFields,
@@ -80,6 +80,7 @@ class _Stored:
     sha256: str
     status: str
     meta: dict[str, Any]
+    recipe: str | None
 
 
 @dataclass(slots=True)
@@ -150,6 +151,17 @@ class IngestPipeline:
         self._group_size = self._group_chunks  # per call; grows when index writes are slow
         self._lock = threading.RLock()
         self._checked_model_length = False
+
+    @property
+    def recipe(self) -> str:
+        """How this pipeline makes chunks: chunk size/overlap in tokens, the splitter's
+        version and the embedding model. Stored on each document; a document whose recipe
+        differs is re-indexed on re-ingest even when its bytes are unchanged."""
+        path = getattr(self._embedder, "model_path", None)
+        model = "/".join(Path(str(path)).parts[-2:]) if path else type(self._embedder).__name__
+        c = self._chunker
+        splitter = f"splitter v{SPLITTER_VERSION}"
+        return f"chunks {c.chunk_size}/{c.chunk_overlap} tokens, {splitter}; {model}"
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -349,7 +361,12 @@ class IngestPipeline:
         for index, doc in waiting:
             meta = {**doc.metadata, **caller_meta}
             old = stored.get(doc.source)
-            if old is not None and old.sha256 == doc.sha256 and old.status == "ready":
+            if (
+                old is not None
+                and old.sha256 == doc.sha256
+                and old.status == "ready"
+                and old.recipe == self.recipe
+            ):
                 if old.meta != meta:  # same content, new metadata: no re-indexing needed
                     meta_updates[old.id] = meta
                 job.record(index, IngestOutcome(doc.source, "unchanged", old.id, 0))
@@ -383,9 +400,13 @@ class IngestPipeline:
                     DocumentRow.sha256,
                     DocumentRow.status,
                     DocumentRow.meta,
+                    DocumentRow.recipe,
                 ).where(DocumentRow.collection_id == collection_id, DocumentRow.source.in_(sources))
             ).all()
-        return {r.source: _Stored(r.id, r.sha256, r.status, dict(r.meta or {})) for r in rows}
+        return {
+            r.source: _Stored(r.id, r.sha256, r.status, dict(r.meta or {}), r.recipe)
+            for r in rows
+        }
 
     # -- writing a group ---------------------------------------------------------------------------
 
@@ -516,6 +537,7 @@ class IngestPipeline:
                     existing.size_bytes = doc.size_bytes
                     existing.n_chunks = len(p.drafts)
                     existing.meta = p.meta
+                    existing.recipe = self.recipe
                     p.document_id, p.status = existing.id, "replaced"
                 else:
                     p.document_id, p.status = db.new_id(), "ingested"
@@ -531,6 +553,7 @@ class IngestPipeline:
                             size_bytes=doc.size_bytes,
                             n_chunks=len(p.drafts),
                             meta=p.meta,
+                            recipe=self.recipe,
                         )
                     )
                 p.chunk_ids = [db.new_id() for _ in p.drafts]

@@ -112,6 +112,7 @@ def test_old_database_is_migrated_in_place(old_db: Path) -> None:
     assert "ix_collections_name" not in indexes
     assert "UNIQUE INDEX" in indexes[db.COLLECTION_UNIQUE]
     assert inspect(engine).has_table("api_keys")
+    assert "recipe" in {c["name"] for c in inspect(engine).get_columns("documents")}
 
     with Session(engine) as s, s.begin():
         docs = db.get_collection(s, "docs")  # the old rows are the default tenant's
@@ -145,7 +146,8 @@ def test_a_failed_migration_changes_nothing(old_db: Path) -> None:
     with sqlite3.connect(old_db) as conn:
         cols = [r[1] for r in conn.execute("PRAGMA table_info(collections)")]
         assert conn.execute("SELECT count(*) FROM collections").fetchone() == (2,)
-    assert "tenant" not in cols
+        doc_cols = [r[1] for r in conn.execute("PRAGMA table_info(documents)")]
+    assert "tenant" not in cols and "recipe" not in doc_cols
     assert "ix_collections_name" in _indexes(old_db)
 
 

@@ -106,3 +106,12 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     assert again.build_seconds == 0.0  # the collection was reused
     assert list(again.methods) == ["bm25", "hybrid"]
     assert again.methods["hybrid"].label == tuned.best.label
+
+    # Other chunk settings: the eval collection is not reused as it is; its documents
+    # are re-indexed with the new recipe (before, the stale chunks were silently kept).
+    other = Settings(data_dir=tmp_path / "data", ingest={"chunk_overlap_tokens": 5})
+    rebuilt = evaluate_retrieval(other, "scifact", "test", datasets_dir=tmp_path, methods=["bm25"])
+    assert rebuilt.build_seconds > 0
+    with Session(db.make_engine(settings.db_url)) as s:
+        recipes = {d.recipe for d in db.list_documents(s, db.get_collection(s, "eval-scifact").id)}
+    assert len(recipes) == 1 and recipes.pop().startswith("chunks 254/5 tokens")

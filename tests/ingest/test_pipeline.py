@@ -140,6 +140,31 @@ def test_unchanged_then_replaced_then_deleted(
         assert s.get(DocumentRow, doc_id) is None
 
 
+def test_other_chunk_settings_reindex_unchanged_bytes(
+    tmp_path: Path, pipeline: IngestPipeline, engine: Engine, indexer: RecordingIndexer
+) -> None:
+    """A document ingested with other chunk settings is re-indexed on re-ingest, though
+    its bytes are the same; the recipe stored on it says how its chunks were made."""
+    f = tmp_path / "policy.txt"
+    f.write_text(PARAGRAPH * 6)
+    first = pipeline.ingest_paths([f], "c").outcomes[0]
+    assert first.document_id is not None
+    assert document(engine, first.document_id).recipe == pipeline.recipe
+    assert pipeline.recipe.startswith("chunks 64/8 tokens") and "all_minilm" in pipeline.recipe
+    small = IngestPipeline(
+        engine,
+        pipeline._embedder,
+        indexer,
+        IngestSettings(chunk_size_tokens=32, chunk_overlap_tokens=0),
+    )
+    assert small.recipe != pipeline.recipe
+    again = small.ingest_paths([f], "c").outcomes[0]
+    assert (again.status, again.document_id) == ("replaced", first.document_id)
+    assert again.chunks > first.chunks
+    assert document(engine, first.document_id).recipe == small.recipe
+    assert small.ingest_paths([f], "c").outcomes[0].status == "unchanged"
+
+
 def test_metadata_change_alone_does_not_reindex(
     tmp_path: Path, pipeline: IngestPipeline, engine: Engine, indexer: RecordingIndexer
 ) -> None:
