@@ -6,7 +6,8 @@ Scores equal ``rank_bm25.BM25Okapi`` built on the live documents' tokens: idf is
 a query token repeated counts once per repeat.
 
 Speed: per-(term, doc) BM25 contributions are precomputed into a terms x docs CSR
-matrix (rebuilt lazily after a change, since N, avgdl and idf all move), so a batch of
+matrix (rebuilt after a change, since N, avgdl and idf all move, off the mutation lock
+while searches keep reading the previous one), so a batch of
 queries is one sparse product ``counts (Q x terms) @ scores (terms x docs)`` followed by
 ``np.argpartition`` over each row's non-zeros.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +42,27 @@ _JSON = "bm25.json"
 _QUERY_BATCH = 512  # queries per sparse product (bounds the dense-ish result's memory)
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a search reads: one state's score matrix and id maps, never changed after it
+    is published (a change builds a new one), so searches run without a lock."""
+
+    version: int
+    scores: sp.csr_matrix  # terms x slots
+    slot_ids: list[str | None]
+    vocab: dict[str, int]
+    slot_of: dict[str, int]
+
+
 class BM25Index:
     """Incremental BM25Okapi index implementing ``retrieval.ports.SparseIndex``.
 
     ``add`` with a present id replaces it; ``delete`` ignores absent ids. Deleted
     documents are tombstoned and compacted away once they are a quarter of the slots.
-    Thread-safe: one lock guards mutation and the lazy score-matrix build.
+    Thread-safe: one lock guards mutation; searches read an immutable view (score matrix
+    and id maps) built after a change, by ``refresh()`` or by the first search after it,
+    outside that lock. While a new view is being built, other searches keep using the
+    previous one instead of waiting.
     """
 
     def __init__(
@@ -66,7 +83,9 @@ class BM25Index:
         self._live = np.zeros(0, dtype=bool)
         # Postings as COO parts (doc slot, term id, count), concatenated lazily.
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._scores: sp.csr_matrix | None = None  # terms x slots, None: stale
+        self._version = 0  # bumped by every change
+        self._view: _View | None = None  # what searches read; rebuilt after changes
+        self._build = threading.Lock()  # one view build at a time
 
     @classmethod
     def from_settings(cls, settings: BM25Settings) -> BM25Index:
@@ -134,7 +153,7 @@ class BM25Index:
                 self._slot_of[ids[i]] = start + j
             self._doc_len = np.concatenate([self._doc_len, lens])
             self._live = np.concatenate([self._live, np.ones(len(order), dtype=bool)])
-            self._scores = None
+            self._version += 1
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._lock:
@@ -149,7 +168,7 @@ class BM25Index:
             if slot is not None:
                 self._slot_ids[slot] = None
                 self._live[slot] = False
-                self._scores = None
+                self._version += 1
 
     def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if len(self._parts) != 1:
@@ -179,33 +198,59 @@ class BM25Index:
         self._slot_of = {cid: i for i, cid in enumerate(self._slot_ids)}  # type: ignore[misc]
         self._doc_len = self._doc_len[keep_slot]
         self._live = np.ones(len(self._slot_ids), dtype=bool)
-        self._scores = None
+        self._version += 1
 
     # -- scoring --------------------------------------------------------------------------
 
-    def _score_matrix(self) -> sp.csr_matrix:
-        """terms x slots matrix of BM25Okapi contributions over the live documents."""
-        with self._lock:
-            if self._scores is not None:
-                return self._scores
-            n_terms, n_slots = len(self._terms), len(self._slot_ids)
+    def refresh(self) -> None:
+        """Build the search view for the latest change now (the store calls this after its
+        writes, so the first search after a write does not pay for it)."""
+        self._fresh_view(wait=True)
+
+    def _fresh_view(self, wait: bool) -> _View:
+        """The view of the current state. When it is stale and another thread is already
+        building one, ``wait=False`` returns the previous view (a search racing a write
+        may see the index as it was before that write) instead of waiting."""
+        view = self._view
+        if view is not None and view.version == self._version:
+            return view
+        if not self._build.acquire(blocking=wait or view is None):
+            return view  # type: ignore[return-value]
+        try:
+            view = self._view
+            if view is None or view.version != self._version:
+                view = self._make_view()
+                self._view = view
+            return view
+        finally:
+            self._build.release()
+
+    def _make_view(self) -> _View:
+        """Score matrix (terms x slots, BM25Okapi contributions of the live documents)
+        and copies of the id maps; computed outside the mutation lock."""
+        with self._lock:  # a consistent copy of the inputs; mutations wait only for this
+            version = self._version
             d, t, c = self._postings()
-            n_docs = int(self._live.sum())
-            if n_docs == 0 or len(d) == 0:
-                self._scores = sp.csr_matrix((n_terms, n_slots), dtype=np.float64)
-                return self._scores
-            m = self._live[d]
-            d, t, c = d[m], t[m], c[m].astype(np.float64)
-            df = np.bincount(t, minlength=n_terms).astype(np.float64)
-            present = df > 0
-            idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
-            average_idf = float(idf[present].mean())  # over every term of the corpus
-            idf[present & (idf < 0)] = self.epsilon * average_idf
-            avgdl = float(self._doc_len[self._live].sum()) / n_docs
-            norm = self.k1 * (1 - self.b + self.b * self._doc_len.astype(np.float64) / avgdl)
-            data = idf[t] * (c * (self.k1 + 1) / (c + norm[d]))
-            self._scores = sp.csr_matrix((data, (t, d)), shape=(n_terms, n_slots))
-            return self._scores
+            live, doc_len = self._live.copy(), self._doc_len.copy()
+            n_terms, n_slots = len(self._terms), len(self._slot_ids)
+            slot_ids, vocab = list(self._slot_ids), dict(self._vocab)
+            slot_of = dict(self._slot_of)
+        n_docs = int(live.sum())
+        if n_docs == 0 or len(d) == 0:
+            scores = sp.csr_matrix((n_terms, n_slots), dtype=np.float64)
+            return _View(version, scores, slot_ids, vocab, slot_of)
+        m = live[d]
+        d, t, c = d[m], t[m], c[m].astype(np.float64)
+        df = np.bincount(t, minlength=n_terms).astype(np.float64)
+        present = df > 0
+        idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+        average_idf = float(idf[present].mean())  # over every term of the corpus
+        idf[present & (idf < 0)] = self.epsilon * average_idf
+        avgdl = float(doc_len[live].sum()) / n_docs
+        norm = self.k1 * (1 - self.b + self.b * doc_len.astype(np.float64) / avgdl)
+        data = idf[t] * (c * (self.k1 + 1) / (c + norm[d]))
+        scores = sp.csr_matrix((data, (t, d)), shape=(n_terms, n_slots))
+        return _View(version, scores, slot_ids, vocab, slot_of)
 
     def search(
         self, queries: Sequence[str], k: int, allowed: set[str] | None = None
@@ -218,58 +263,55 @@ class BM25Index:
         """Top-``k`` (id, score) per tokenized query, best first; ``allowed`` filters inside."""
         if k <= 0 or not token_lists:
             return [[] for _ in token_lists]
-        with self._lock:  # fast enough to serialise; keeps slot ids and vocab stable
-            scores = self._score_matrix()
-            slot_ids = self._slot_ids
-            vocab = self._vocab
-            mask: np.ndarray | None = None
-            if allowed is not None:
-                mask = np.zeros(len(slot_ids), dtype=bool)
-                slots = [s for s in map(self._slot_of.get, allowed) if s is not None]
-                mask[np.asarray(slots, dtype=np.int64)] = True
-            rows: list[int] = []
-            cols: list[int] = []
-            for qi, toks in enumerate(token_lists):
-                for tok in toks:
-                    tid = vocab.get(tok)
-                    if tid is not None:
-                        rows.append(qi)
-                        cols.append(tid)
-            out: list[Hits] = []
-            qm = sp.csr_matrix(
-                (np.ones(len(rows)), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
-                shape=(len(token_lists), scores.shape[0]),
-            )  # duplicates sum: a repeated query token counts twice, as in BM25Okapi
-            for lo in range(0, len(token_lists), _QUERY_BATCH):
-                res = (qm[lo : lo + _QUERY_BATCH] @ scores).tocsr()
-                indptr, indices, data = res.indptr, res.indices, res.data
-                for r in range(res.shape[0]):
-                    idx = indices[indptr[r] : indptr[r + 1]]
-                    val = data[indptr[r] : indptr[r + 1]]
-                    if mask is not None:
-                        keep = mask[idx]
-                        idx, val = idx[keep], val[keep]
-                    if len(val) > k:
-                        # keep every score tied with the k-th, so the cut below takes the
-                        # earliest-inserted of them (argpartition alone picks any)
-                        kth = val[np.argpartition(-val, k - 1)[k - 1]]
-                        keep = val >= kth
-                        idx, val = idx[keep], val[keep]
-                    order = np.lexsort((idx, -val))[:k]  # score desc, then insertion order
-                    out.append([(slot_ids[idx[o]], float(val[o])) for o in order])  # type: ignore[misc]
-            return out
+        view = self._fresh_view(wait=False)  # no lock: views are never changed
+        scores, slot_ids, vocab = view.scores, view.slot_ids, view.vocab
+        mask: np.ndarray | None = None
+        if allowed is not None:
+            mask = np.zeros(len(slot_ids), dtype=bool)
+            slots = [s for s in map(view.slot_of.get, allowed) if s is not None]
+            mask[np.asarray(slots, dtype=np.int64)] = True
+        rows: list[int] = []
+        cols: list[int] = []
+        for qi, toks in enumerate(token_lists):
+            for tok in toks:
+                tid = vocab.get(tok)
+                if tid is not None:
+                    rows.append(qi)
+                    cols.append(tid)
+        out: list[Hits] = []
+        qm = sp.csr_matrix(
+            (np.ones(len(rows)), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
+            shape=(len(token_lists), scores.shape[0]),
+        )  # duplicates sum: a repeated query token counts twice, as in BM25Okapi
+        for lo in range(0, len(token_lists), _QUERY_BATCH):
+            res = (qm[lo : lo + _QUERY_BATCH] @ scores).tocsr()
+            indptr, indices, data = res.indptr, res.indices, res.data
+            for r in range(res.shape[0]):
+                idx = indices[indptr[r] : indptr[r + 1]]
+                val = data[indptr[r] : indptr[r + 1]]
+                if mask is not None:
+                    keep = mask[idx]
+                    idx, val = idx[keep], val[keep]
+                if len(val) > k:
+                    # keep every score tied with the k-th, so the cut below takes the
+                    # earliest-inserted of them (argpartition alone picks any)
+                    kth = val[np.argpartition(-val, k - 1)[k - 1]]
+                    keep = val >= kth
+                    idx, val = idx[keep], val[keep]
+                order = np.lexsort((idx, -val))[:k]  # score desc, then insertion order
+                out.append([(slot_ids[idx[o]], float(val[o])) for o in order])  # type: ignore[misc]
+        return out
 
     def scores(self, tokens: Sequence[str]) -> dict[str, float]:
         """Every live document's score for one tokenized query (for oracle tests)."""
-        with self._lock:
-            s = self._score_matrix()
-            vec = np.zeros(s.shape[0])
-            for tok in tokens:
-                tid = self._vocab.get(tok)
-                if tid is not None:
-                    vec[tid] += 1
-            dense = s.T @ vec
-            return {cid: float(dense[slot]) for cid, slot in self._slot_of.items()}
+        view = self._fresh_view(wait=True)
+        vec = np.zeros(view.scores.shape[0])
+        for tok in tokens:
+            tid = view.vocab.get(tok)
+            if tid is not None:
+                vec[tid] += 1
+        dense = view.scores.T @ vec
+        return {cid: float(dense[slot]) for cid, slot in view.slot_of.items()}
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -212,6 +212,9 @@ class IndexStore:
     def _persist(self, cid: str, entry: _Entry) -> None:
         if self._deferred.get(cid, 0) > 0:
             return
+        # The BM25 search view for this write is built here, by the writer, while
+        # searches keep using the previous one: the first search after does not pay.
+        entry.sparse.refresh()
         folder = self._dir(cid)
         folder.mkdir(parents=True, exist_ok=True)
         version = entry.version + 1

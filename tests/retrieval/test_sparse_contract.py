@@ -123,3 +123,33 @@ def test_ties_at_the_cut_keep_insertion_order() -> None:
     index.add([f"o{i}" for i in range(60)], [f"wind turbine number {i} at sea" for i in range(60)])
     for k in (1, 5, 17, 39):
         assert [h[0] for h in index.search(["solar roof"], k=k)[0]] == ids[:k]
+
+
+def test_searches_use_the_previous_view_while_a_new_one_builds(monkeypatch) -> None:
+    """A writer's refresh() builds the new score matrix outside the mutation lock; a
+    search meanwhile answers from the previous view instead of waiting, and every search
+    after refresh() returns sees the write."""
+    import threading
+
+    index = BM25Index.from_settings(BM25Settings())
+    index.add(list(DOCS), list(DOCS.values()))
+    assert index.search(["cats"], k=1)[0][0][0] in {"cat", "cat2"}  # builds view 1
+    started, release = threading.Event(), threading.Event()
+    make_view = BM25Index._make_view
+
+    def slow_make_view(self):
+        started.set()
+        assert release.wait(30), "test hung"
+        return make_view(self)
+
+    monkeypatch.setattr(BM25Index, "_make_view", slow_make_view)
+    index.add(["tiger"], ["Tigers are big striped cats that hunt alone at night."])
+    writer = threading.Thread(target=index.refresh)
+    writer.start()
+    assert started.wait(30)
+    hits = index.search(["striped"], k=3)[0]  # the old view: no "tiger" yet, no waiting
+    assert hits == [] and len(index) == 7
+    release.set()
+    writer.join(30)
+    assert not writer.is_alive()
+    assert index.search(["striped"], k=3)[0][0][0] == "tiger"
