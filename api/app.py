@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -57,6 +58,18 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
             status_code=exc.http_status,
             content={"error": {"code": exc.code, "message": exc.message}},
             headers={"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The platform's error shape, naming each bad field, instead of FastAPI's "detail".
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err.get("loc", ()) if part != "body")
+            problems.append(f"{where or 'request body'}: {err.get('msg', 'invalid')}")
+        return JSONResponse(
+            status_code=422,
+            content={"error": {"code": "invalid_request", "message": "; ".join(problems)}},
         )
 
     # The caller dependency on the routers themselves: no /v1 route can skip it (routes

@@ -161,3 +161,15 @@ def test_auth_required_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().api.auth_required is False
     monkeypatch.setenv("RAG_API__AUTH_REQUIRED", "true")
     assert Settings().api.auth_required is True
+
+
+def test_request_validation_errors_use_the_error_shape(unstarted_app: AppFactory) -> None:
+    """A body that does not match the schema gets {"error": {code, message}} naming each
+    bad field, like every other error (not FastAPI's {"detail": [...]})."""
+    client = unstarted_app(auth_required=False)
+    r = client.post("/v1/retrieve", json={"question": "chunk size", "top_k": "many"})
+    assert r.status_code == 422
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["code"] == "invalid_request"
+    assert "query: Field required" in body["error"]["message"]
+    assert "top_k" in body["error"]["message"]
