@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +202,16 @@ class BM25Index:
         self._version += 1
 
     # -- scoring --------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Make changes inside this block: the view build is held for the whole block and
+        the new view built before it ends, so searches meanwhile keep using the previous
+        view and none of them builds one itself. Do not search inside the block."""
+        with self._build:
+            yield
+            if self._view is None or self._view.version != self._version:
+                self._view = self._make_view()
 
     def refresh(self) -> None:
         """Build the search view for the latest change now (the store calls this after its

@@ -1,10 +1,15 @@
 """Per-collection BM25 + FAISS indexes on disk, kept in step with SQL.
 
 Layout: ``index_dir/<collection_id>/manifest.json`` names the current version folder
-``vNNNNNN/`` holding ``bm25.*`` and ``dense.*``. A mutation writes a whole new version
-folder, renames it into place, then atomically replaces the manifest, so a reader (this
-process or another) sees the old version or the new one, never a mix. The manifest
-records each index's id count and an id-set digest, so a load detects a mismatch.
+``vNNNNNN/`` holding ``bm25.*`` and ``dense.*`` (a full save) and the delta files written
+since (``delta-NNNNN.npz``: the upserts, with texts and vectors, and the deletes of one
+write, in order). A small write appends one delta file; once the deltas hold more than
+``max(2,000, 2 %)`` of the collection's chunks, or there are 100 of them, the next write
+saves everything into a new version folder. Either way the manifest is replaced last
+and atomically, so a reader (this process or another) sees the old state or the new
+one, never a mix; a load replays the manifest's deltas over its version folder. The
+manifest records each index's id count and an id-set digest, so a load detects a
+mismatch (and the start-up repair rebuilds from SQL).
 
     store = IndexStore(settings.index_dir, settings.retrieval, dim=384)
     store.upsert(collection_id, ids, texts, vectors)     # ingest.ports.ChunkIndexer
@@ -33,15 +38,20 @@ from sqlalchemy.orm import Session
 from core import db
 from core.errors import RagError
 from core.settings import RetrievalSettings
-from retrieval._io import atomic_write_json, read_json
+from retrieval._io import atomic_write, atomic_write_json, read_json
 from retrieval.bm25 import BM25Index
 from retrieval.dense import FaissIndex
+from retrieval.errors import IndexCorrupt
 from retrieval.tokenize import Bm25Tokenizer
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 _MANIFEST = "manifest.json"
+_DELTA_MIN_ROWS = 2_000  # deltas may hold this many rows since the last full save...
+_DELTA_SHARE = 0.02  # ...or this share of the collection, whichever is more
+_DELTA_MAX_FILES = 100
+_UPSERT, _DELETE = 1, 2
 
 IndexAction = Literal["ok", "repaired", "rebuilt", "dropped"]
 
@@ -78,6 +88,16 @@ def _digest(ids: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+@dataclass(slots=True)
+class _Op:
+    """One store write, kept until it is persisted as (part of) a delta file."""
+
+    kind: int  # _UPSERT or _DELETE
+    ids: list[str]
+    texts: list[str] | None = None
+    vectors: np.ndarray | None = None
+
+
 class _Entry:
     def __init__(self, sparse: BM25Index, dense: FaissIndex, version: int, stamp: object) -> None:
         self.sparse = sparse
@@ -85,6 +105,22 @@ class _Entry:
         self.version = version
         self.stamp = stamp  # manifest file identity when loaded; a change means reload
         self.broken: set[str] = set()  # "sparse" / "dense": files unreadable, rebuild
+        self.base: str | None = None  # version folder of the last full save
+        self.deltas: list[str] = []  # delta files written over it since, in order
+        self.delta_rows = 0
+        self.pending: list[_Op] = []  # writes not persisted yet
+        self.full = False  # a change not kept as an _Op: the next persist saves all
+
+    def record(self, op: _Op) -> None:
+        """Keep ``op`` for the next delta, or mark a full save when a delta won't do."""
+        if self.full or self.base is None:
+            return  # the next persist saves everything anyway
+        rows = self.delta_rows + sum(len(o.ids) for o in self.pending) + len(op.ids)
+        budget = max(_DELTA_MIN_ROWS, int(_DELTA_SHARE * len(self.sparse)))
+        if rows > budget or len(self.deltas) >= _DELTA_MAX_FILES:
+            self.full, self.pending = True, []
+        else:
+            self.pending.append(op)
 
 
 class IndexStore:
@@ -148,28 +184,51 @@ class IndexStore:
             return entry
         entry = _Entry(self._new_sparse(), self._new_dense(), int(manifest["version"]), stamp)
         b = self.settings.bm25
+        sparse: BM25Index | None = None
+        dense: FaissIndex | None = None
         try:
             sparse = BM25Index.load(vdir, self._tokenizer, b.k1, b.b, b.epsilon)
-            if len(sparse) != manifest["sparse_count"] or _digest(sparse.ids()) != manifest[
-                "sparse_digest"
-            ]:
-                raise RagError("BM25 ids do not match the manifest")
-            entry.sparse = sparse
         except RagError as e:
             log.warning("BM25 index of collection %s needs a rebuild: %s", cid, e.message)
-            entry.broken.add("sparse")
         try:
             dense = FaissIndex.load(vdir, self.settings.dense)
             if dense.dim != self.dim:
                 raise RagError(f"dense index has dim {dense.dim}, the embedder {self.dim}")
-            if len(dense) != manifest["dense_count"] or _digest(dense.ids()) != manifest[
-                "dense_digest"
-            ]:
-                raise RagError("dense ids do not match the manifest")
-            entry.dense = dense
         except RagError as e:
             log.warning("dense index of collection %s needs a rebuild: %s", cid, e.message)
+            dense = None
+        deltas = list(manifest.get("deltas", []))
+        if deltas and sparse is not None and dense is not None:
+            try:
+                self._replay(vdir, deltas, sparse, dense)
+            except RagError as e:
+                log.warning("indexes of collection %s need a rebuild: %s", cid, e.message)
+                sparse = dense = None
+        elif deltas:
+            sparse = dense = None  # the deltas need both: repair rebuilds both from SQL
+        if sparse is not None and (
+            len(sparse) != manifest["sparse_count"]
+            or _digest(sparse.ids()) != manifest["sparse_digest"]
+        ):
+            log.warning("BM25 index of collection %s does not match its manifest", cid)
+            sparse = None
+        if dense is not None and (
+            len(dense) != manifest["dense_count"]
+            or _digest(dense.ids()) != manifest["dense_digest"]
+        ):
+            log.warning("dense index of collection %s does not match its manifest", cid)
+            dense = None
+        if sparse is None:
+            entry.broken.add("sparse")
+        else:
+            entry.sparse = sparse
+        if dense is None:
             entry.broken.add("dense")
+        else:
+            entry.dense = dense
+        if not entry.broken:
+            entry.base, entry.deltas = manifest["dir"], deltas
+            entry.delta_rows = int(manifest.get("delta_rows", 0))
         return entry
 
     def _entry(self, cid: str) -> _Entry:
@@ -218,6 +277,33 @@ class IndexStore:
         folder = self._dir(cid)
         folder.mkdir(parents=True, exist_ok=True)
         version = entry.version + 1
+        if entry.full or entry.base is None or not (folder / entry.base).is_dir():
+            self._save_full(folder, entry, version)
+        elif entry.pending:
+            self._save_delta(folder, entry)
+        else:
+            return  # nothing changed since the last persist
+        atomic_write_json(
+            folder / _MANIFEST,
+            {
+                "format": FORMAT,
+                "version": version,
+                "dir": entry.base,
+                "deltas": entry.deltas,
+                "delta_rows": entry.delta_rows,
+                "dim": self.dim,
+                "sparse_count": len(entry.sparse),
+                "sparse_digest": _digest(entry.sparse.ids()),
+                "dense_count": len(entry.dense),
+                "dense_digest": _digest(entry.dense.ids()),
+            },
+        )
+        entry.version = version
+        entry.stamp = self._stamp(cid)
+        entry.pending, entry.full = [], False
+
+    def _save_full(self, folder: Path, entry: _Entry, version: int) -> None:
+        """Both indexes into a new version folder (renamed into place when complete)."""
         name = f"v{version:07d}"
         tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         tmp.mkdir()
@@ -231,25 +317,57 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        atomic_write_json(
-            folder / _MANIFEST,
-            {
-                "format": FORMAT,
-                "version": version,
-                "dir": name,
-                "dim": self.dim,
-                "sparse_count": len(entry.sparse),
-                "sparse_digest": _digest(entry.sparse.ids()),
-                "dense_count": len(entry.dense),
-                "dense_digest": _digest(entry.dense.ids()),
-            },
-        )
-        entry.version = version
-        entry.stamp = self._stamp(cid)
+        previous = entry.base
+        entry.base, entry.deltas, entry.delta_rows = name, [], 0
         # Keep the previous version for readers that are loading it right now.
         for p in folder.iterdir():
-            if p.is_dir() and p.name not in (name, f"v{version - 1:07d}"):
+            if p.is_dir() and p.name not in (name, previous):
                 shutil.rmtree(p, ignore_errors=True)
+
+    def _save_delta(self, folder: Path, entry: _Entry) -> None:
+        """The pending writes as one delta file in the current version folder."""
+        ops = entry.pending
+        upserts = [o for o in ops if o.kind == _UPSERT]
+        vectors = [o.vectors for o in upserts if o.vectors is not None]
+        arrays = {
+            "kinds": np.asarray([o.kind for o in ops], dtype=np.int8),
+            "sizes": np.asarray([len(o.ids) for o in ops], dtype=np.int64),
+            "ids": np.asarray([cid for o in ops for cid in o.ids], dtype=str),
+            "texts": np.asarray([t for o in upserts for t in (o.texts or ())], dtype=str),
+            "vectors": (
+                np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+            ),
+        }
+        name = f"delta-{len(entry.deltas) + 1:05d}.npz"
+        atomic_write(folder / str(entry.base) / name, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        entry.deltas = [*entry.deltas, name]
+        entry.delta_rows += sum(len(o.ids) for o in ops)
+
+    @staticmethod
+    def _replay(vdir: Path, names: Sequence[str], sparse: BM25Index, dense: FaissIndex) -> int:
+        """Apply delta files to freshly loaded indexes; returns the rows replayed.
+        Raises ``IndexCorrupt`` when one is missing or unreadable."""
+        rows = 0
+        for name in names:
+            try:
+                with np.load(vdir / name, allow_pickle=False) as z:
+                    kinds, sizes, ids = z["kinds"], z["sizes"], z["ids"].tolist()
+                    texts, vectors = z["texts"].tolist(), z["vectors"]
+            except (OSError, ValueError, KeyError) as e:
+                raise IndexCorrupt(f"delta file {vdir / name} cannot be read: {e}") from e
+            at = up = 0
+            for kind, size in zip(kinds.tolist(), sizes.tolist(), strict=True):
+                op_ids = ids[at : at + size]
+                if kind == _UPSERT:
+                    sparse.add(op_ids, texts[up : up + size])
+                    dense.add(op_ids, vectors[up : up + size])
+                    up += size
+                else:
+                    sparse.delete(op_ids)
+                    dense.delete(op_ids)
+                at += size
+            rows += int(sizes.sum())
+        return rows
 
     @contextmanager
     def bulk(self, collection_id: str) -> Iterator[None]:
@@ -282,8 +400,11 @@ class IndexStore:
             return
         with self._lock(collection_id):
             entry = self._entry(collection_id)
-            entry.sparse.add(chunk_ids, texts)
-            entry.dense.add(chunk_ids, vectors.reshape(len(chunk_ids), -1))
+            vectors = vectors.reshape(len(chunk_ids), -1)
+            with entry.sparse.writing():
+                entry.sparse.add(chunk_ids, texts)
+            entry.dense.add(chunk_ids, vectors)
+            entry.record(_Op(_UPSERT, list(chunk_ids), list(texts), vectors.copy()))
             self._persist(collection_id, entry)
 
     def delete(self, collection_id: str, chunk_ids: Sequence[str]) -> None:
@@ -291,8 +412,10 @@ class IndexStore:
             return
         with self._lock(collection_id):
             entry = self._entry(collection_id)
-            entry.sparse.delete(chunk_ids)
+            with entry.sparse.writing():
+                entry.sparse.delete(chunk_ids)
             entry.dense.delete(chunk_ids)
+            entry.record(_Op(_DELETE, list(chunk_ids)))
             self._persist(collection_id, entry)
 
     def drop_collection(self, collection_id: str) -> None:
@@ -332,6 +455,7 @@ class IndexStore:
             if sparse_rep.action != "ok" or dense_rep.action != "ok" or (
                 sql_ids and self._stamp(cid) is None
             ):
+                entry.full = True  # repair changed the indexes directly
                 self._persist(cid, entry)
             entry.broken.clear()
         return RepairReport(cid, name, sparse_rep, dense_rep)

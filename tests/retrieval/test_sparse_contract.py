@@ -153,3 +153,21 @@ def test_searches_use_the_previous_view_while_a_new_one_builds(monkeypatch) -> N
     writer.join(30)
     assert not writer.is_alive()
     assert index.search(["striped"], k=3)[0][0][0] == "tiger"
+
+
+def test_searches_during_a_writing_block_use_the_previous_view() -> None:
+    """Inside ``writing()`` the change is made and the new view built before the block
+    ends; a search in another thread meanwhile answers from the previous view."""
+    import threading
+
+    index = BM25Index.from_settings(BM25Settings())
+    index.add(list(DOCS), list(DOCS.values()))
+    index.refresh()
+    seen: list[list] = []
+    with index.writing():
+        index.add(["tiger"], ["Tigers are big striped cats that hunt alone at night."])
+        reader = threading.Thread(target=lambda: seen.append(index.search(["striped"], 3)[0]))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive() and seen == [[]]  # old view, no wait, no build
+    assert index.search(["striped"], k=3)[0][0][0] == "tiger"

@@ -153,3 +153,70 @@ def test_readers_do_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
         reader.join(30)
         assert not reader.is_alive()
     assert got == [{"x", "y"}]
+
+
+def _versions(tmp_path: Path, cid: str) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "indexes" / cid).iterdir() if p.is_dir())
+
+
+def _manifest(tmp_path: Path, cid: str) -> dict:
+    import json
+
+    return json.loads((tmp_path / "indexes" / cid / "manifest.json").read_text())
+
+
+def test_small_writes_append_deltas_that_a_reload_replays(tmp_path: Path) -> None:
+    """After the first full save, a small write appends one delta file (the whole index is
+    not rewritten); another process replays the deltas and sees the same state."""
+    store = _store(tmp_path)
+    ids = [f"c{i}" for i in range(50)]
+    texts = [f"text number {i} about topic{i % 5}" for i in range(50)]
+    store.upsert("c1", ids, texts, unit_vectors(50))
+    (base,) = _versions(tmp_path, "c1")
+    assert _manifest(tmp_path, "c1")["deltas"] == []
+
+    store.upsert("c1", ["new"], ["a brand new zebra text"], unit_vectors(1, seed=9))
+    store.delete("c1", ["c3", "c4"])
+    with store.bulk("c1"):  # a replace: delete + upsert, one delta for both
+        store.delete("c1", ["c5"])
+        store.upsert("c1", ["c5b"], ["the zebra text, replaced"], unit_vectors(1, seed=10))
+    m = _manifest(tmp_path, "c1")
+    assert _versions(tmp_path, "c1") == [base] and m["dir"] == base
+    assert m["deltas"] == ["delta-00001.npz", "delta-00002.npz", "delta-00003.npz"]
+    assert m["delta_rows"] == 1 + 2 + 2
+
+    other = _store(tmp_path)  # another process
+    assert other.ids("c1") == other.ids("c1", "dense") == store.ids("c1")
+    assert {"new", "c5b"} <= other.ids("c1") and not {"c3", "c4", "c5"} & other.ids("c1")
+    assert [h[0] for h in other.sparse("c1").search(["zebra"], k=5)[0]] == [
+        h[0] for h in store.sparse("c1").search(["zebra"], k=5)[0]
+    ]
+    assert other.dense("c1").search(unit_vectors(1, seed=9), k=1)[0][0][0] == "new"
+
+
+def test_deltas_past_their_budget_make_a_full_save(tmp_path: Path, monkeypatch) -> None:
+    import retrieval.store as store_mod
+
+    monkeypatch.setattr(store_mod, "_DELTA_MIN_ROWS", 3)
+    store = _store(tmp_path)
+    store.upsert("c1", ["a", "b"], ["alpha", "beta"], unit_vectors(2))
+    store.upsert("c1", ["c"], ["gamma"], unit_vectors(1, seed=3))
+    store.upsert("c1", ["d"], ["delta"], unit_vectors(1, seed=4))
+    assert len(_manifest(tmp_path, "c1")["deltas"]) == 2
+    store.upsert("c1", ["e", "f"], ["epsilon", "phi"], unit_vectors(2, seed=5))  # 4 rows > 3
+    m = _manifest(tmp_path, "c1")
+    assert m["deltas"] == [] and m["dir"] == _versions(tmp_path, "c1")[-1]
+    assert _store(tmp_path).ids("c1") == {"a", "b", "c", "d", "e", "f"}
+
+
+def test_an_unreadable_delta_is_repaired_from_sql(engine, tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    cid, by_src = _fill(engine, store)
+    store.delete(cid, [by_src["b.txt"][0]])  # a delta (SQL still has the chunk)
+    m = _manifest(tmp_path, cid)
+    (tmp_path / "indexes" / cid / m["dir"] / m["deltas"][0]).write_bytes(b"garbage")
+    broken = _store(tmp_path)
+    (rep,) = broken.repair(engine)
+    assert rep.sparse.action == rep.dense.action == "rebuilt"
+    with Session(engine) as s:
+        assert _store(tmp_path).ids(cid) == db.chunk_ids(s, cid)
