@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=384, help="synthetic vectors only")
     ap.add_argument("--data", choices=("real", "synthetic"), default="real")
+    ap.add_argument("--hnsw-threshold", type=int, default=None, help="default: settings'")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rag-platform",
                     help="where real embeddings are cached between runs")
     args = ap.parse_args()
@@ -118,6 +119,8 @@ def main() -> None:
         what = f"{args.n:,} clustered synthetic {args.dim}-d vectors, {args.queries} queries"
     ids = [f"c{i}" for i in range(args.n)]
     settings = DenseSettings()  # the shipped defaults: HNSW from 50,000 vectors
+    if args.hnsw_threshold is not None:  # smaller runs (the smoke test) still get HNSW
+        settings = settings.model_copy(update={"hnsw_threshold": args.hnsw_threshold})
 
     flat = FaissIndex(args.dim, DenseSettings(hnsw_threshold=10**9))
     _, t_flat_build = timed(flat.add, ids, data)
