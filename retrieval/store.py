@@ -355,19 +355,34 @@ class IndexStore:
                     texts, vectors = z["texts"].tolist(), z["vectors"]
             except (OSError, ValueError, KeyError) as e:
                 raise IndexCorrupt(f"delta file {vdir / name} cannot be read: {e}") from e
-            at = up = 0
-            for kind, size in zip(kinds.tolist(), sizes.tolist(), strict=True):
-                op_ids = ids[at : at + size]
-                if kind == _UPSERT:
-                    sparse.add(op_ids, texts[up : up + size])
-                    dense.add(op_ids, vectors[up : up + size])
-                    up += size
-                else:
-                    sparse.delete(op_ids)
-                    dense.delete(op_ids)
-                at += size
-            rows += int(sizes.sum())
+            try:
+                rows += IndexStore._apply_delta(kinds, sizes, ids, texts, vectors, sparse, dense)
+            except (ValueError, IndexError) as e:
+                raise IndexCorrupt(f"delta file {vdir / name} does not apply: {e}") from e
         return rows
+
+    @staticmethod
+    def _apply_delta(
+        kinds: np.ndarray,
+        sizes: np.ndarray,
+        ids: list[str],
+        texts: list[str],
+        vectors: np.ndarray,
+        sparse: BM25Index,
+        dense: FaissIndex,
+    ) -> int:
+        at = up = 0
+        for kind, size in zip(kinds.tolist(), sizes.tolist(), strict=True):
+            op_ids = ids[at : at + size]
+            if kind == _UPSERT:
+                sparse.add(op_ids, texts[up : up + size])
+                dense.add(op_ids, vectors[up : up + size])
+                up += size
+            else:
+                sparse.delete(op_ids)
+                dense.delete(op_ids)
+            at += size
+        return int(sizes.sum())
 
     @contextmanager
     def bulk(self, collection_id: str) -> Iterator[None]:
@@ -398,12 +413,15 @@ class IndexStore:
             )
         if not chunk_ids:
             return
+        vectors = vectors.reshape(len(chunk_ids), -1)
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors have dimension {vectors.shape[1]}, the index {self.dim}")
         with self._lock(collection_id):
             entry = self._entry(collection_id)
-            vectors = vectors.reshape(len(chunk_ids), -1)
-            with entry.sparse.writing():
-                entry.sparse.add(chunk_ids, texts)
-            entry.dense.add(chunk_ids, vectors)
+            with self._changing(entry):
+                with entry.sparse.writing():
+                    entry.sparse.add(chunk_ids, texts)
+                entry.dense.add(chunk_ids, vectors)
             entry.record(_Op(_UPSERT, list(chunk_ids), list(texts), vectors.copy()))
             self._persist(collection_id, entry)
 
@@ -412,11 +430,23 @@ class IndexStore:
             return
         with self._lock(collection_id):
             entry = self._entry(collection_id)
-            with entry.sparse.writing():
-                entry.sparse.delete(chunk_ids)
-            entry.dense.delete(chunk_ids)
+            with self._changing(entry):
+                with entry.sparse.writing():
+                    entry.sparse.delete(chunk_ids)
+                entry.dense.delete(chunk_ids)
             entry.record(_Op(_DELETE, list(chunk_ids)))
             self._persist(collection_id, entry)
+
+    @staticmethod
+    @contextmanager
+    def _changing(entry: _Entry) -> Iterator[None]:
+        """A change that fails half-way leaves the indexes in a state no delta describes:
+        the next persist then saves them whole (and start-up repair checks them vs SQL)."""
+        try:
+            yield
+        except BaseException:
+            entry.full, entry.pending = True, []
+            raise
 
     def drop_collection(self, collection_id: str) -> None:
         """Forget a collection's indexes and delete its folder."""

@@ -220,3 +220,32 @@ def test_an_unreadable_delta_is_repaired_from_sql(engine, tmp_path: Path) -> Non
     assert rep.sparse.action == rep.dense.action == "rebuilt"
     with Session(engine) as s:
         assert _store(tmp_path).ids(cid) == db.chunk_ids(s, cid)
+
+
+def test_a_write_that_fails_half_way_makes_the_next_persist_full(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """BM25 took the chunk, FAISS failed: no delta can describe that state, so the next
+    write saves everything, and a reload matches memory."""
+    from retrieval.dense import FaissIndex
+
+    store = _store(tmp_path)
+    store.upsert("c1", ["a", "b"], ["alpha", "beta"], unit_vectors(2))
+    (base,) = _versions(tmp_path, "c1")
+    with pytest.raises(ValueError, match=f"dimension {DIM + 1}, the index {DIM}"):
+        store.upsert("c1", ["bad"], ["wrong size"], np.zeros((1, DIM + 1), np.float32))
+    assert "bad" not in store.ids("c1")  # refused before anything changed
+    add = FaissIndex.add
+
+    def failing_add(self, ids, vectors):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(FaissIndex, "add", failing_add)
+    with pytest.raises(RuntimeError):
+        store.upsert("c1", ["bad"], ["broken chunk"], unit_vectors(1, seed=2))
+    monkeypatch.setattr(FaissIndex, "add", add)
+    store.upsert("c1", ["c"], ["gamma"], unit_vectors(1, seed=3))
+    m = _manifest(tmp_path, "c1")
+    assert m["dir"] != base and m["deltas"] == []
+    fresh = _store(tmp_path)
+    assert fresh.ids("c1") == store.ids("c1") and fresh.ids("c1", "dense") == {"a", "b", "c"}
