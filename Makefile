@@ -31,10 +31,11 @@ test: install
 	$(PY) -m pytest
 
 # Speed and scale benchmarks; each prints its table and writes it under bench/results/.
-# About 15 minutes on 2 cores (the first dense_recall run also embeds 100k chunks).
+# About 20 minutes on 2 cores (the first dense_recall run also embeds 100k chunks).
 # The 1M-chunk scale row: $(PY) bench/retrieval_scale.py --full (about 30 more minutes).
 bench: install
 	$(PY) -m bench.bm25_speed | tee bench/results/bm25_speed.txt
 	$(PY) -m bench.dense_recall | tee bench/results/dense_recall.txt
 	$(PY) bench/retrieval_scale.py --out bench/results/retrieval_scale.txt
 	$(PY) bench/ingest_speed.py --docs 1000 --out bench/results/ingest_speed.txt
+	$(PY) -m bench.search_during_writes | tee bench/results/search_during_writes.txt

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from core import types
 from core.db import ApiKeyRow, CollectionRow, DocumentRow
@@ -215,7 +215,8 @@ class QueryRequest(BaseModel):
 
 
 class RetrieveRequest(BaseModel):
-    query: str = Field(..., min_length=1)
+    # "question" accepted too, the name /v1/query uses for the same thing
+    query: str = Field(..., min_length=1, validation_alias=AliasChoices("query", "question"))
     collection: str | None = None
     top_k: int | None = Field(None, ge=1, le=200)
     method: Literal["hybrid", "bm25", "dense"] = "hybrid"

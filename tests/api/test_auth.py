@@ -167,7 +167,7 @@ def test_request_validation_errors_use_the_error_shape(unstarted_app: AppFactory
     """A body that does not match the schema gets {"error": {code, message}} naming each
     bad field, like every other error (not FastAPI's {"detail": [...]})."""
     client = unstarted_app(auth_required=False)
-    r = client.post("/v1/retrieve", json={"question": "chunk size", "top_k": "many"})
+    r = client.post("/v1/retrieve", json={"text": "chunk size", "top_k": "many"})
     assert r.status_code == 422
     body = r.json()
     assert set(body) == {"error"} and body["error"]["code"] == "invalid_request"

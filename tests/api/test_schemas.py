@@ -52,3 +52,10 @@ def test_settings_read_nested_env(monkeypatch) -> None:
     assert s.retrieval.top_k == 9 and s.retrieval.fusion is FusionMode.WEIGHTED
     assert s.llm.model_path == "/models/x.gguf"
     assert s.db_url.startswith("sqlite:///")
+
+
+def test_retrieve_takes_query_or_question() -> None:
+    from api.schemas import RetrieveRequest
+
+    assert RetrieveRequest.model_validate({"query": "tides"}).query == "tides"
+    assert RetrieveRequest.model_validate({"question": "tides"}).query == "tides"
