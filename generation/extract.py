@@ -21,6 +21,7 @@ from core.types import Prompt, PromptStyle
 from generation.attribution import Attributor, SourceSentences
 from generation.citations import (
     MARKER_RE,
+    STOPWORDS,
     content_words,
     normalize_word,
     strip_markers,
@@ -97,12 +98,20 @@ def leak_share(answer: str, prompt: Prompt, question: str | None = None) -> floa
 
 
 _TOKEN_RE = re.compile(r"[^\W_][\w.:/-]*\w|[^\W_]")
-_SENTENCE_START_RE = re.compile(r"(?:^|[.!?]\s+)([^\W_][\w.:/-]*)")
+# The word opening each sentence, tokenised exactly as _TOKEN_RE does ("Yes." -> "Yes").
+_SENTENCE_START_RE = re.compile(r"(?:^\s*|[.!?]\s+)([^\W_][\w.:/-]*\w|[^\W_])")
+
+
+# Replies that carry no checkable content: "Yes." must not pass as a grounded answer.
+_BARE_REPLIES = frozenset({"yes", "no", "yeah", "yep", "nope", "true", "false", "correct"})
 
 
 def _specific(token: str) -> bool:
-    """A number, an identifier or a name: the kind of word a small model invents."""
-    return any(c.isdigit() for c in token) or "_" in token or token[:1].isupper()
+    """A number, an identifier or a name: the kind of word a small model invents ("I"
+    and other capitalised stop words are none)."""
+    if any(c.isdigit() for c in token) or "_" in token:
+        return True
+    return token[:1].isupper() and token.lower() not in STOPWORDS
 
 
 def novel_specifics(text: str, prompt: Prompt, question: str | None = None) -> list[str]:
@@ -138,6 +147,8 @@ def unusable_reason(text: str, prompt: Prompt, question: str | None = None) -> s
     invented = novel_specifics(body, prompt, question)
     if invented:
         return "states what no source says (" + ", ".join(invented[:5]) + ")"
+    if not [w for w in content_words(body) if w not in _BARE_REPLIES]:
+        return "a bare yes/no (nothing in it can be checked against the sources)"
     q = words(question or "")
     if q and words(body) == q:
         return "repeats the question"
@@ -228,11 +239,31 @@ def extract_span(answer: str, sources: SourceSentences, question: str | None = N
     return Span(run, j + 1, sent, cov)
 
 
+def question_specifics(question: str) -> list[str]:
+    """The names, identifiers and numbers a question asks about ("PostgreSQL" in "Can I
+    use PostgreSQL?"), lower-cased; the word opening the question is not one."""
+    openers = {m.group(1) for m in _SENTENCE_START_RE.finditer(question)}
+    out: list[str] = []
+    for tok in _TOKEN_RE.findall(question):
+        if tok in openers and not any(c.isdigit() for c in tok):
+            continue
+        if _specific(tok) and tok.lower() not in out:
+            out.append(tok.lower())
+    return out
+
+
 def fallback_sentence(
-    question: str, sources: SourceSentences, min_similarity: float = 0.0
+    question: str,
+    sources: SourceSentences,
+    min_similarity: float = 0.0,
+    anchored_min_similarity: float | None = None,
 ) -> Span | None:
     """The passage sentence most similar to the question (embedding cosine): the answer
-    when the model gives nothing usable; None when none reaches ``min_similarity``."""
+    when the model gives nothing usable; None when none reaches ``min_similarity``.
+
+    A sentence that names every name, identifier and number of the question is accepted
+    from ``anchored_min_similarity`` (lower): "any SQLAlchemy URL, such as PostgreSQL,
+    can be set" answers "Can I use PostgreSQL?" at a cosine of only 0.30."""
     if not sources.flat or not question.strip():
         return None
     cos = sources.cosine([question])[0].copy()
@@ -241,9 +272,18 @@ def fallback_sentence(
     cos[asks] = -1.0
     flat_i = int(np.argmax(cos))
     if float(cos[flat_i]) < min_similarity:
-        return None
+        need = question_specifics(question) if anchored_min_similarity is not None else []
+        if not need:
+            return None
+        names = [{t.lower() for t in _TOKEN_RE.findall(sent)} for _, _, sent in sources.flat]
+        anchored = np.array([all(t in ws for t in need) for ws in names])
+        cos[~anchored] = -1.0
+        flat_i = int(np.argmax(cos))
+        if float(cos[flat_i]) < float(anchored_min_similarity):  # type: ignore[arg-type]
+            return None
     j, _, sent = sources.flat[flat_i]
-    return Span(sent, j + 1, sent, 0.0)
+    text = " ".join(sent.split())  # one line, as an answer (the source may wrap)
+    return Span(text, j + 1, sent, 0.0)
 
 
 # -- the reader-eval hook ------------------------------------------------------------------

@@ -46,6 +46,8 @@ SPAN_MAX_WORDS = 24  # span copying applies to short, one-sentence answers only
 # A passage sentence answers in the model's place only when this close to the question
 # (MiniLM cosine; on-topic sentences of the sample corpus scored 0.5-0.8, off-topic < 0.3).
 FALLBACK_MIN_SIMILARITY = 0.4
+# ...or this, for a sentence naming every name/identifier/number the question asks about
+FALLBACK_ANCHORED_MIN_SIMILARITY = 0.25
 
 
 def sampling_from_settings(llm: LLMSettings) -> SamplingParams:
@@ -203,7 +205,9 @@ class QueryPipeline:
 
         reason = unusable_reason(raw, prompt, question)
         if reason is not None:
-            fb = fallback_sentence(question, sources, FALLBACK_MIN_SIMILARITY)
+            fb = fallback_sentence(
+                question, sources, FALLBACK_MIN_SIMILARITY, FALLBACK_ANCHORED_MIN_SIMILARITY
+            )
             detail = (
                 f"{reason}: {raw.strip()[:200]!r}; answered with the passage sentence most "
                 "similar to the question"

@@ -16,6 +16,7 @@ from generation.extract import (
     make_postprocess,
     novel_specifics,
     question_from_prompt,
+    question_specifics,
     shortest_run,
     unusable_reason,
 )
@@ -127,6 +128,8 @@ def test_fallback_sentence_finds_the_answer_like_the_notes_say(emb) -> None:
         ("Copy the answer words from the passage and cite it as [n]", "repeats the instruction"),
         ("about 8 minutes [1]", "repeats the instruction or the examples"),  # few-shot answer
         ("Who was the founder of the Oracle Corporation?", "repeats the question"),
+        ("Yes.", "a bare yes/no"),
+        ("No, it is not. [1]", "a bare yes/no"),
     ],
 )
 def test_unusable_model_output(text, reason) -> None:
@@ -179,3 +182,33 @@ def test_novel_specifics_flags_invented_numbers_and_names(emb) -> None:
     ]
     assert novel_specifics(f"It was {gold}.", prompt, question) == []
     assert novel_specifics("The founder of Oracle.", prompt, question) == []
+
+
+def test_capitalised_stop_words_and_sentence_openers_are_not_names(emb) -> None:
+    question, gold, para = xquad_case("University_of_Chicago", "Larry Ellison")
+    prompt = completion_prompt(question, chunks([para]))
+    assert novel_specifics(f"I think it was {gold}.", prompt, question) == []
+    assert novel_specifics("Yes. It was Gates.", prompt, question) == ["Gates"]
+    assert question_specifics("Can I use PostgreSQL 16 with RAG_DB__URL?") == [
+        "postgresql", "16", "rag_db__url",
+    ]
+    assert question_specifics("How do I delete a document?") == []
+
+
+def test_fallback_accepts_a_less_similar_sentence_naming_what_the_question_asks(emb) -> None:
+    """"Can I use PostgreSQL?" against the sample corpus's sentence: cosine ~0.30, under
+    the 0.4 floor, but it names PostgreSQL, so it answers from the anchored floor."""
+    text = (
+        "The SQL database is the source of truth. By default it is a SQLite file in the "
+        "data\nfolder; any SQLAlchemy database URL, such as PostgreSQL, can be set with "
+        "RAG_DB__URL. Chunks keep their offsets and page numbers."
+    )
+    sources = SourceSentences(chunks([paragraph("Rhine", 0), text]), emb)
+    q = "Can I use PostgreSQL?"
+    assert fallback_sentence(q, sources, 0.4) is None
+    fb = fallback_sentence(q, sources, 0.4, 0.25)
+    assert fb is not None and fb.n == 2 and "PostgreSQL" in fb.text and "\n" not in fb.text
+    # No name to anchor on: the 0.4 floor stands.
+    assert fallback_sentence("Can I use it?", sources, 0.4, 0.25) is None
+    # Anchored, but too far from the question even so.
+    assert fallback_sentence("Can I use PostgreSQL?", sources, 0.4, 0.9) is None
