@@ -97,6 +97,11 @@ class GuardSettings(BaseModel):
     min_support: float = Field(0.35, ge=0.0, le=1.0)
     # Abstain ("not in the documents") when no retrieved chunk is this similar to the question.
     min_retrieval_similarity: float = Field(0.10, ge=-1.0, le=1.0)
+    # True: every answer is text copied from the sources: the model's answer copied back
+    # to a source span, else the source sentence most similar to the question, else an
+    # abstention. The bundled 270M model's own wording is too often wrong in ways overlap
+    # checks miss. False: wording that passes the support check is kept (bigger models).
+    verbatim_answers: bool = True
 
 
 class DBSettings(BaseModel):

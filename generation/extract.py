@@ -290,13 +290,14 @@ def fallback_sentence(
 
 
 def make_postprocess(
-    embedder: SentenceEmbedder, *, fallback_only: bool = False
+    embedder: SentenceEmbedder, *, fallback_only: bool = False, verbatim: bool = False
 ) -> Callable[[str, Prompt], tuple[str, int | None]]:
     """A reader-eval hook: model text + prompt -> (final answer text, 1-based source).
 
     The answer is copied back to a passage span when it matches one well, replaced by
     the question's most similar passage sentence when the model output is unusable
-    (``fallback_only``: always), and attributed to the source that supports it best.
+    (``fallback_only``: always; ``verbatim``: also when it is no span of a passage), and
+    attributed to the source that supports it best.
     """
     attributor = Attributor(embedder)
 
@@ -307,6 +308,9 @@ def make_postprocess(
             fb = fallback_sentence(question, sources)
             return (fb.text, fb.n) if fb else ("", None)
         span = extract_span(text, sources, question)
+        if span is None and verbatim:  # as the pipeline with guards.verbatim_answers
+            fb = fallback_sentence(question, sources)
+            return (fb.text, fb.n) if fb else ("", None)
         final = span.text if span else strip_markers(text)
         best = attributor.best_source(final, sources, question)
         return final, (best[0] if best else None)

@@ -225,9 +225,22 @@ class QueryPipeline:
             if span is not None:
                 sentences = [AnswerSentence(span.text, sentences[0].cited)]
                 detail = f"{raw.strip()[:200]!r} copied to a span of source [{span.n}]"
+                verdicts.append(Verdict("model_output", True, detail))
+            elif self.guard_settings.verbatim_answers:
+                fb = fallback_sentence(
+                    question, sources, FALLBACK_MIN_SIMILARITY, FALLBACK_ANCHORED_MIN_SIMILARITY
+                )
+                detail = (
+                    f"{raw.strip()[:200]!r} is not a span of the sources; answered with the "
+                    "passage sentence most similar to the question (verbatim_answers)"
+                )
+                verdicts.append(Verdict("model_output", False, detail))
+                if fb is None:
+                    return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
+                sentences = [AnswerSentence(fb.text, ())]
             else:
                 detail = f"{raw.strip()[:200]!r} kept as written"
-            verdicts.append(Verdict("model_output", True, detail))
+                verdicts.append(Verdict("model_output", True, detail))
 
         attribution = self.attributor.attribute(sentences, sources, question=question)
         draft = Draft(question, prompt, attribution.text, attribution.citations, attribution)

@@ -155,10 +155,31 @@ def test_an_invented_claim_is_replaced_by_the_source_sentence() -> None:
 
 
 def test_an_unsupported_answer_abstains() -> None:
-    pipe, _, _ = make("it was started by a group of sailors in a small harbour town [2].")
+    # Free wording allowed (a bigger model's setting): the support check decides.
+    pipe, _, _ = make(
+        "it was started by a group of sailors in a small harbour town [2].",
+        verbatim_answers=False,
+    )
     answer = pipe.answer(QUESTION, "docs")
     assert answer.abstained and answer.text == ABSTAIN_TEXT
     assert not verdict(answer, "supported").passed
+
+
+def test_wording_that_is_no_span_of_the_sources_is_replaced_by_a_source_sentence() -> None:
+    """The default (verbatim_answers): an answer is text copied from a source. Wording
+    that cannot be copied back to a span gives way to the passage sentence most similar
+    to the question, whatever the support check would say of it."""
+    raw = "it was started by a group of sailors in a small harbour town [2]."
+    pipe, _, _ = make(raw)
+    answer = pipe.answer(QUESTION, "docs")
+    assert not answer.abstained and GOLD in answer.text and "sailors" not in answer.text
+    assert [c.n for c in answer.citations] == [2]
+    assert "not a span of the sources" in verdict(answer, "model_output").detail
+    # Nothing similar enough in the sources: an abstention, not the model's words.
+    far = chunks([paragraph("Rhine", 0), paragraph("Oxygen", 0)])
+    pipe, _, _ = make(raw, sources=far)
+    answer = pipe.answer(QUESTION, "docs")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT
 
 
 @pytest.mark.parametrize("raw", ["", "[1]", "about 8 minutes [1]"])
