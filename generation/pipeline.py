@@ -204,7 +204,22 @@ class QueryPipeline:
             return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
 
         reason = unusable_reason(raw, prompt, question)
-        if reason is not None:
+        span = None
+        if reason is None:
+            sentences = list(parsed.sentences)
+            body = " ".join(s.text for s in sentences)
+            if len(sentences) == 1 and len(body.split()) <= SPAN_MAX_WORDS:
+                span = extract_span(body, sources, question)
+            if span is not None:
+                sentences = [AnswerSentence(span.text, sentences[0].cited)]
+                detail = f"{raw.strip()[:200]!r} copied to a span of source [{span.n}]"
+                verdicts.append(Verdict("model_output", True, detail))
+            elif not self.guard_settings.verbatim_answers:
+                detail = f"{raw.strip()[:200]!r} kept as written"
+                verdicts.append(Verdict("model_output", True, detail))
+            else:
+                reason = "not a span of the sources (verbatim_answers)"
+        if reason is not None:  # the passage sentence closest to the question, or abstain
             fb = fallback_sentence(
                 question, sources, FALLBACK_MIN_SIMILARITY, FALLBACK_ANCHORED_MIN_SIMILARITY
             )
@@ -216,31 +231,6 @@ class QueryPipeline:
             if fb is None:
                 return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
             sentences = [AnswerSentence(fb.text, ())]
-        else:
-            sentences = list(parsed.sentences)
-            body = " ".join(s.text for s in sentences)
-            span = None
-            if len(sentences) == 1 and len(body.split()) <= SPAN_MAX_WORDS:
-                span = extract_span(body, sources, question)
-            if span is not None:
-                sentences = [AnswerSentence(span.text, sentences[0].cited)]
-                detail = f"{raw.strip()[:200]!r} copied to a span of source [{span.n}]"
-                verdicts.append(Verdict("model_output", True, detail))
-            elif self.guard_settings.verbatim_answers:
-                fb = fallback_sentence(
-                    question, sources, FALLBACK_MIN_SIMILARITY, FALLBACK_ANCHORED_MIN_SIMILARITY
-                )
-                detail = (
-                    f"{raw.strip()[:200]!r} is not a span of the sources; answered with the "
-                    "passage sentence most similar to the question (verbatim_answers)"
-                )
-                verdicts.append(Verdict("model_output", False, detail))
-                if fb is None:
-                    return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
-                sentences = [AnswerSentence(fb.text, ())]
-            else:
-                detail = f"{raw.strip()[:200]!r} kept as written"
-                verdicts.append(Verdict("model_output", True, detail))
 
         attribution = self.attributor.attribute(sentences, sources, question=question)
         draft = Draft(question, prompt, attribution.text, attribution.citations, attribution)
