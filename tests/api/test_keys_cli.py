@@ -105,3 +105,23 @@ def test_tenant_option_scopes_the_admin_commands(rag, tmp_path: Path) -> None:
     rag("docs", "delete", doc_id, "-c", "docs", "--tenant", "acme")
     listed = json.loads(rag("docs", "list", "-c", "docs", "--tenant", "acme", "--json").stdout)
     assert [d["source"] for d in listed["data"]] == ["b.txt"]
+
+
+def test_usage_errors_print_a_message_not_a_traceback(tmp_path) -> None:
+    """Through the real entry point (`rag`): a bad --tenant or an unknown option is a
+    usage error, exit 2, naming the problem."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    for args, needle in (
+        (["ingest", "examples/faq.html", "--tenant", "x y"], "invalid tenant name 'x y'"),
+        (["keys", "create", "--tenant", "bad name!"], "invalid tenant name 'bad name!'"),
+        (["ingest", "--bogus"], "No such option: --bogus"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
