@@ -149,6 +149,25 @@ def default_methods(rs: RetrievalSettings, default: FusionConfig) -> list[Method
 # -- the eval collection ----------------------------------------------------------------
 
 
+def open_stores(settings: Settings) -> tuple[Engine, Any, Any]:
+    """The SQL engine, the embedder and the index store an eval run works on (indexes
+    repaired against SQL first, as at a platform start)."""
+    from core.db import make_engine
+    from ingest.embedding import SentenceTransformerEmbedder
+    from retrieval.store import IndexStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url, echo=settings.db.echo)
+    embedder = SentenceTransformerEmbedder(
+        settings.ingest.embedding_model_path,
+        device=settings.ingest.embedding_device,
+        batch_size=settings.ingest.embed_batch_size,
+    )
+    store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
+    store.repair(engine)
+    return engine, embedder, store
+
+
 def eval_ingest_settings(settings: Settings, dataset: str) -> IngestSettings:
     """Ingest settings for a data set's eval collection (its chunk size, if it has one)."""
     spec = dataset_spec(dataset)
@@ -382,11 +401,8 @@ def evaluate_retrieval(
     lists); documents rank by their best chunk, so recall@100 counts the distinct
     documents among those chunks.
     """
-    from core.db import make_engine
-    from ingest.embedding import SentenceTransformerEmbedder
     from ingest.pipeline import IngestPipeline
     from retrieval.retriever import HybridRetriever
-    from retrieval.store import IndexStore
 
     split = resolve_split(dataset, split)
     wanted = list(methods) if methods else list(METHODS)
@@ -396,15 +412,7 @@ def evaluate_retrieval(
     ds = load_dataset(dataset, split, datasets_dir)
     name = collection or eval_collection_name(ds.name)
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url, echo=settings.db.echo)
-    embedder = SentenceTransformerEmbedder(
-        settings.ingest.embedding_model_path,
-        device=settings.ingest.embedding_device,
-        batch_size=settings.ingest.embed_batch_size,
-    )
-    store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
-    store.repair(engine)
+    engine, embedder, store = open_stores(settings)
     pipeline = IngestPipeline(engine, embedder, store, eval_ingest_settings(settings, dataset))
     retriever = HybridRetriever(engine, store, embedder, settings.retrieval)
 

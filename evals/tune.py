@@ -34,6 +34,7 @@ from evals.retrieval_eval import (
     ensure_collection,
     eval_collection_name,
     eval_ingest_settings,
+    open_stores,
 )
 
 if TYPE_CHECKING:
@@ -192,10 +193,8 @@ def tune_fusion(
     """Grid-search fusion parameters on ``dataset``'s labelled ``split`` (default: its
     training split) over ``collection`` (default ``eval-<dataset>``, built from the data
     set's corpus when absent) and store the best in the collection row."""
-    from ingest.embedding import SentenceTransformerEmbedder
     from ingest.pipeline import IngestPipeline
     from retrieval.retriever import HybridRetriever
-    from retrieval.store import IndexStore
 
     parse_metric(objective)
     spec = dataset_spec(dataset)
@@ -204,15 +203,7 @@ def tune_fusion(
     name = collection or eval_collection_name(spec.name)
 
     t0 = time.perf_counter()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(settings.db_url, echo=settings.db.echo)
-    embedder = SentenceTransformerEmbedder(
-        settings.ingest.embedding_model_path,
-        device=settings.ingest.embedding_device,
-        batch_size=settings.ingest.embed_batch_size,
-    )
-    index_store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
-    index_store.repair(engine)
+    engine, embedder, index_store = open_stores(settings)
     state = collection_state(engine, name, list(ds.corpus))
     if state.collection_id is not None and state.ready_sources == 0:
         raise InvalidRequest(
