@@ -238,7 +238,22 @@ def main(argv: Sequence[str] | None = None, postprocess: Postprocess | None = No
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--repeat-penalty", type=float, default=1.1)
     ap.add_argument("--json", type=Path, default=None, help="write per-case results here")
+    ap.add_argument(
+        "--postprocess",
+        choices=("raw", "platform", "verbatim"),
+        default="raw",
+        help="raw: the model's text, its first [n] as citation; platform: the platform's "
+        "span copy / fallback / attribution keeping wording that is no span; verbatim: "
+        "the same with guards.verbatim_answers (the default answer path)",
+    )
     args = ap.parse_args(argv)
+    if postprocess is None and args.postprocess != "raw":
+        from generation.extract import make_postprocess
+        from ingest.embedding import SentenceTransformerEmbedder
+
+        postprocess = make_postprocess(
+            SentenceTransformerEmbedder(), verbatim=args.postprocess == "verbatim"
+        )
 
     models_dir = args.models_dir or Settings().models_dir
     cases = load_cases(args.data, args.n, args.seed)
@@ -248,8 +263,9 @@ def main(argv: Sequence[str] | None = None, postprocess: Postprocess | None = No
         llm.warm_up()
         for style_name in args.styles:
             style = PromptStyle(style_name)
+            suffix = "" if args.postprocess == "raw" else f" + {args.postprocess} postprocess"
             res = run_config(
-                f"{key} {style.value}",
+                f"{key} {style.value}{suffix}",
                 llm,
                 style,
                 cases,
