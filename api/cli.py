@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -209,7 +210,9 @@ def ask(
     if as_json:
         _print_json(answer_to_dict(answer))
         return
-    out.print(answer.text, highlight=False)
+    if answer.short_answer:
+        out.print(f"[bold]{escape(answer.short_answer)}[/]", highlight=False)
+    out.print(escape(answer.text), highlight=False)
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
@@ -346,17 +349,100 @@ def eval_retrieval(
         render_table(result, out)
 
 
+@eval_app.command("answers")
+def eval_answers(
+    dataset: Annotated[
+        str, typer.Option(help="clapnq, or a JSONL file in ClapNQ's format (your own labels)")
+    ],
+    n: Annotated[
+        int | None, typer.Option("--n", help="ask a seeded stratified subset of N questions")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the --n subset")] = 0,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="sources retrieved")] = None,
+    distractors: Annotated[
+        int, typer.Option(help="also index N SQuAD dev paragraphs, in their own collection")
+    ] = 0,
+    tenant: TenantOpt = DEFAULT_TENANT,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the figures as one JSON object")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="write the figures and per-case rows as JSON")
+    ] = None,
+) -> None:
+    """Answer quality and abstention: every question through the query path, one table."""
+    from evals.answer_eval import evaluate_answers, load_answer_set, render_table
+
+    spec = load_answer_set(dataset, n=n, seed=seed, distractors=distractors)
+    platform = _platform()
+    top_k = top_k or platform.settings.retrieval.top_k
+    quiet = as_json
+    total = len(spec.cases)
+    step = max(1, total // 10)
+    done: list[Any] = []
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]eval answers[/]"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True, disable=quiet or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("", total=total)
+
+        def on_message(message: str) -> None:
+            if not quiet:
+                bar.console.print(f"[dim]{message}[/]", highlight=False)
+
+        def on_case(row: Any) -> None:
+            done.append(row)
+            bar.update(task, advance=1)
+            if not quiet and not err.is_terminal and (len(done) % step == 0 or len(done) == total):
+                err.print(f"answered {len(done)}/{total}", highlight=False)
+
+        result = evaluate_answers(
+            platform.query, platform.ingest, platform.engine, spec.cases,
+            CollectionRef(spec.collection, tenant), top_k=top_k, corpus=spec.corpus,
+            progress=on_message, on_case=on_case,
+        )  # fmt: skip
+    if out_file is not None:
+        out_file.write_text(result.dumps() + "\n", encoding="utf-8")
+    if as_json:
+        _print_json(result.to_json(cases=False))
+    else:
+        render_table(result, out)
+        if out_file is not None:
+            err.print(f"per-case rows written to {out_file}", highlight=False)
+
+
 @app.command()
 def tune(
     collection: CollectionOpt = None,
     tenant: TenantOpt = DEFAULT_TENANT,
-    dataset: Annotated[str, typer.Option(help="labelled queries: scifact, squad or xquad")] = "",
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="labelled queries: scifact, squad or xquad; with --abstention: clapnq or a "
+            "JSONL file in ClapNQ's format"
+        ),
+    ] = "",
     split: Annotated[str | None, typer.Option(help="the labelled split (e.g. train)")] = None,
+    abstention: Annotated[
+        bool,
+        typer.Option(
+            "--abstention",
+            help="fit the answer selector and the answer-or-abstain model instead of fusion",
+        ),
+    ] = False,
+    target_precision: Annotated[
+        float,
+        typer.Option(help="with --abstention: share of abstentions that must be right"),
+    ] = 0.8,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search fusion parameters on labelled queries and store the best for the collection."""
+    """Search fusion parameters on labelled queries and store the best for the collection;
+    with --abstention, fit and store the collection's answer selector and abstention model."""
     from evals.tune import render_tune, tune_fusion
 
+    if abstention:
+        _tune_abstention(collection, tenant, dataset or "clapnq", target_precision, as_json)
+        return
     if not dataset:
         raise InvalidRequest("--dataset is required (scifact, squad or xquad)")
     target: str | None = collection
@@ -369,6 +455,45 @@ def tune(
         _print_json(result.to_json())
     else:
         render_tune(result, out)
+
+
+def _tune_abstention(
+    collection: str | None, tenant: str, dataset: str, target_precision: float, as_json: bool
+) -> None:
+    """`rag tune --abstention`: labelled questions about a collection (ClapNQ's own pool
+    when --dataset clapnq and no --collection) -> fitted models stored in its SQL row."""
+    from evals.answer_eval import load_answer_set
+    from evals.answer_fit import render, tune_answer_models
+    from evals.retrieval_eval import ensure_collection
+
+    aset = load_answer_set(dataset)
+    platform = _platform()
+    if collection is None:  # the data set's own passages, ingested as `rag eval answers` does
+        ref = CollectionRef(aset.collection, tenant)
+        ensure_collection(platform.engine, platform.ingest, aset.corpus, ref, err.print)
+    else:
+        ref = _ref(collection, tenant, platform.settings)
+    result = tune_answer_models(
+        platform.retriever,
+        platform.embedder,
+        platform.engine,
+        ref,
+        aset.cases,
+        dataset=aset.name,
+        target_precision=target_precision,
+        top_k=platform.settings.retrieval.top_k,
+        progress=lambda m: err.print(f"[dim]{m}[/]"),
+    )
+    if as_json:
+        _print_json(result.to_json())
+        return
+    out.print(render(result.report), highlight=False)
+    what = "selector and abstention model" if result.selector_fitted else "abstention model"
+    out.print(
+        f"stored the {what} for collection '{_shown(ref)}': abstain from P(unanswerable) "
+        f"{result.composer.abstainer.threshold:.3f}",
+        highlight=False,
+    )
 
 
 def _dataset_name(dataset: str) -> str:

@@ -20,6 +20,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from api.auth import ApiKeyAuth
+    from generation.compose import AnswerComposer
     from generation.pipeline import QueryPipeline
     from generation.ports import LLM
     from ingest.embedding import SentenceTransformerEmbedder
@@ -120,7 +121,22 @@ class Platform:
                 self.embedder,
                 self.settings.guards,
                 sampling_from_settings(self.settings.llm),
+                composer_for=self.composer_for,
             )
+
+    def composer_for(self, collection: str) -> AnswerComposer:
+        """The collection's own answer models (``rag tune --abstention``), else the
+        defaults fitted on ClapNQ-tune."""
+        from sqlalchemy.orm import Session
+
+        from core.db import collection_answer_models
+        from generation.compose import AnswerComposer
+
+        with Session(self.engine) as s:
+            stored = collection_answer_models(s, collection)
+        if not stored:
+            return AnswerComposer.default()
+        return AnswerComposer.from_json(stored)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -252,7 +252,24 @@ def answer_to_dict(answer: types.Answer) -> dict[str, Any]:
     """The answer JSON shared by `POST /v1/query` and `rag ask --json`."""
     return {
         "answer": answer.text,
+        "short_answer": answer.short_answer,
         "abstained": answer.abstained,
+        "p_unanswerable": (
+            None if answer.p_unanswerable is None else round(answer.p_unanswerable, 4)
+        ),
+        # one verdict per displayed sentence; chunk.text[char_start:char_end] supports it
+        "sentences": [
+            {
+                "text": v.text,
+                "supported": v.supported,
+                "score": v.score,
+                "citation": v.citation,
+                "chunk_id": v.chunk_id,
+                "char_start": v.char_start,
+                "char_end": v.char_end,
+            }
+            for v in answer.sentences
+        ],
         "citations": [
             {
                 "n": c.n,

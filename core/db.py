@@ -79,6 +79,9 @@ class CollectionRow(Base):
     rrf_k: Mapped[int | None] = mapped_column(Integer, default=None)
     alpha: Mapped[float | None] = mapped_column(Float, default=None)
     tuned_metric: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The collection's own answer selector and abstention model (`rag tune --abstention`):
+    # {"selector": LinearModel JSON, "abstention": LinearModel JSON}; None: the defaults.
+    answer_models: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     documents: Mapped[list[DocumentRow]] = relationship(
         back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
@@ -202,16 +205,20 @@ def migrate(engine: Engine) -> bool:
     Collections without a ``tenant`` (the schema before tenants) get the column, filled
     with "default", and their globally unique name index is replaced by the (tenant, name)
     one. Documents without a ``recipe`` get the column (NULL: unknown, so the next ingest
-    of such a document re-indexes it). Safe to run at every start and from several
+    of such a document re-indexes it); collections without ``answer_models`` get it (NULL:
+    the default models). Safe to run at every start and from several
     processes: each change is made once. Returns whether anything changed.
     """
-    if not (_lacks_recipe(engine) or _lacks_tenant(engine)):
+    if not (_lacks_recipe(engine) or _lacks_tenant(engine) or _lacks_answer_models(engine)):
         return False
     with _ddl_transaction(engine) as conn:
         done = []  # re-checked inside: another process may have migrated meanwhile
         if _lacks_recipe(conn):
             conn.execute(text("ALTER TABLE documents ADD COLUMN recipe VARCHAR(300)"))
             done.append("documents: added recipe")
+        if _lacks_answer_models(conn):
+            conn.execute(text("ALTER TABLE collections ADD COLUMN answer_models JSON"))
+            done.append("collections: added answer_models")
         if _lacks_tenant(conn):
             _add_collection_tenant(conn)
             done.append("collections: added tenant, names now unique per tenant")
@@ -222,6 +229,10 @@ def migrate(engine: Engine) -> bool:
 
 def _lacks_recipe(bind: Engine | Connection) -> bool:
     return _lacks_column(bind, "documents", "recipe")
+
+
+def _lacks_answer_models(bind: Engine | Connection) -> bool:
+    return _lacks_column(bind, "collections", "answer_models")
 
 
 def _lacks_column(bind: Engine | Connection, table: str, column: str) -> bool:
@@ -326,6 +337,22 @@ def get_collection(s: Session, name: str, tenant: str | None = None) -> Collecti
     if row is None:
         raise CollectionNotFound(f"collection '{name}' does not exist")
     return row
+
+
+def collection_answer_models(s: Session, name: str) -> dict[str, Any] | None:
+    """The collection's own fitted answer models, or None (none stored, or no such
+    collection: the defaults apply)."""
+    owner = tenant_of(name)
+    return s.scalar(
+        select(CollectionRow.answer_models).where(
+            CollectionRow.tenant == owner, CollectionRow.name == str(name)
+        )
+    )
+
+
+def set_answer_models(s: Session, name: str, models: dict[str, Any] | None) -> None:
+    """Store (None: remove) the collection's own answer models; ``CollectionNotFound``."""
+    get_collection(s, name).answer_models = models
 
 
 def get_or_create_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow:

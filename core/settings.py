@@ -102,6 +102,10 @@ class GuardSettings(BaseModel):
     # abstention. The bundled 270M model's own wording is too often wrong in ways overlap
     # checks miss. False: wording that passes the support check is kept (bigger models).
     verbatim_answers: bool = True
+    # True: abstain when the model itself says the sources do not hold the answer. The
+    # answer-or-abstain decision is otherwise the fitted abstention model's (rag tune
+    # --abstention); the bundled 270M model's "not found" is measured in the README.
+    model_not_found: bool = True
 
 
 class DBSettings(BaseModel):

@@ -241,6 +241,21 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class SentenceVerdict:
+    """One displayed answer sentence: whether the source it cites supports it, how well
+    (0..1), and where the supporting text sits in that source's chunk
+    (``chunk.text[char_start:char_end]``), so a page can highlight it."""
+
+    text: str
+    supported: bool
+    score: float
+    citation: int | None  # the [n] it cites (1-based prompt source number)
+    chunk_id: str | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     retrieve_ms: float = 0.0
     generate_ms: float = 0.0
@@ -260,6 +275,13 @@ class Answer:
     verdicts: tuple[Verdict, ...] = ()
     dropped_citations: int = 0  # [n] markers naming a source that does not exist
     abstained: bool = False  # True when the platform declined to answer from the sources
+    # a verdict for every sentence of ``text`` (empty when abstained)
+    sentences: tuple[SentenceVerdict, ...] = ()
+    # the short span answering a who / when / how-many question, when the model found one
+    # in the cited text (``text`` then holds the sentences around it)
+    short_answer: str | None = None
+    # the abstention model's probability that the documents do not answer the question
+    p_unanswerable: float | None = None
 
 
 IngestStatus = Literal["ingested", "unchanged", "replaced", "failed"]

@@ -1,6 +1,7 @@
-"""SQuAD answer metrics: the official normalisation, exact match and token F1.
+"""SQuAD answer metrics: the official normalisation, exact match, token F1 and recall.
 
     squad_f1("the Black Sea [2]", ["Black Sea"])   # -> 1.0 (citations removed first)
+    token_recall("Black", ["the Black Sea"])       # -> 0.5 (share of gold tokens said)
 
 Follows the SQuAD v1.1 evaluation script: lower-case, drop punctuation, drop the
 articles a/an/the, collapse whitespace; a prediction is scored against each gold
@@ -43,6 +44,25 @@ def _one_f1(prediction: str, gold: str) -> float:
     precision = same / len(pred_tokens)
     recall = same / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
+
+
+def answer_tokens(text: str) -> list[str]:
+    """The tokens F1 and recall count: whitespace tokens of the normalised text."""
+    return normalize_answer(text).split()
+
+
+def _one_recall(prediction: str, gold: str) -> float:
+    pred_tokens, gold_tokens = answer_tokens(prediction), answer_tokens(gold)
+    if not gold_tokens:
+        return float(not pred_tokens)
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    return sum(common.values()) / len(gold_tokens)
+
+
+def token_recall(prediction: str, golds: Sequence[str]) -> float:
+    """Share of the gold answer's tokens (with multiplicity) that the prediction contains,
+    best over ``golds``: for long gold answers, where a short correct answer has a low F1."""
+    return max((_one_recall(prediction, g) for g in golds), default=0.0)
 
 
 def squad_em(prediction: str, golds: Sequence[str]) -> float:

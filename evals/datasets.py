@@ -1,15 +1,20 @@
-"""Loaders for public retrieval data sets: BEIR folders and SQuAD-format JSON.
+"""Loaders for public evaluation data: BEIR folders and SQuAD-format JSON for retrieval,
+ClapNQ-format JSONL for answer quality and abstention.
 
-Every loader returns one ``RetrievalDataset`` (corpus, queries, graded qrels), so the
-eval runner does not care where the data came from.
+Every retrieval loader returns one ``RetrievalDataset`` (corpus, queries, graded qrels),
+so the eval runner does not care where the data came from; ``load_clapnq`` returns
+``AnswerCase``s (question, its one passage, gold long answer or none).
 
     ds = load_dataset("scifact", "test")            # ../shared/datasets/scifact
     ds.corpus["4983"]  # (title, text)
+    cases = load_clapnq()                            # ../shared/datasets/clapnq-tune
+    cases = load_clapnq("my-labelled.jsonl")         # one file in the same format
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +114,11 @@ def load_dataset(
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in _read_jsonl_lines(path)]
+
+
+def _read_jsonl_lines(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; blank lines are skipped."""
     if not path.is_file():
         raise PathNotFound(f"'{path}' does not exist")
     rows = []
@@ -118,7 +128,7 @@ def _read_jsonl(path: Path) -> list[dict]:
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append((n, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise InvalidRequest(f"{path}:{n}: not valid JSON ({e.msg})") from None
     return rows
@@ -190,4 +200,117 @@ def load_squad(path: str | Path, split: str = "dev") -> RetrievalDataset:
                 qrels[qid] = {doc_id: 1}
     return RetrievalDataset(
         name=path.stem, split=split, corpus=corpus, queries=queries, qrels=qrels
+    )
+
+
+# -- ClapNQ: answer quality and abstention -----------------------------------------------
+
+CLAPNQ_DIR = "clapnq-tune"
+CLAPNQ_FILES: dict[str, bool] = {"answerable.jsonl": True, "unanswerable.jsonl": False}
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCase:
+    """One question with the one passage it comes with and its gold long answer.
+
+    ``gold_answer`` is empty when the passage does not answer the question (then
+    ``answerable`` is False and the right response is "not found").
+    """
+
+    id: str
+    question: str
+    answerable: bool
+    passage_id: str  # the passage's document source in the eval collection
+    title: str
+    text: str
+    gold_answer: str
+    selected_sentences: tuple[str, ...]
+
+
+def passage_id(title: str, text: str) -> str:
+    """Stable id of a passage: its title and the sha1 of its text, so a passage shared by
+    several questions is one document.
+
+        passage_id("Dada", "Dada or Dadaism was ...")   # "Dada#5c0f1e2a9b3d"
+    """
+    digest = hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:12]
+    title = " ".join(title.split())
+    return f"{title}#{digest}" if title else digest
+
+
+def load_clapnq(datasets_dir: str | Path | None = None) -> list[AnswerCase]:
+    """ClapNQ's answerable and unanswerable questions, or one file in the same format.
+
+    ``datasets_dir``: the shared datasets folder (default ``../shared/datasets``), whose
+    ``clapnq-tune/`` holds ``answerable.jsonl`` and ``unanswerable.jsonl``; the
+    ``clapnq-tune`` folder itself; or a single JSONL file, where a question is answerable
+    when its gold answer is not empty. Each line: ``id``, ``input`` (the question),
+    ``passages`` (exactly one: ``title``, ``text``), ``output[0]`` (``answer``,
+    ``selected_sentences``). Bad lines raise ``InvalidRequest`` naming file and line.
+    """
+    root = Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
+    if root.is_file():
+        files: list[tuple[Path, bool | None]] = [(root, None)]
+    else:
+        folder = root if (root / "answerable.jsonl").exists() else root / CLAPNQ_DIR
+        files = [(folder / name, answerable) for name, answerable in CLAPNQ_FILES.items()]
+    cases: list[AnswerCase] = []
+    seen: dict[str, str] = {}
+    for path, answerable in files:
+        for n, row in _read_jsonl_lines(path):
+            case = _answer_case(row, f"{path}:{n}", answerable)
+            if case.id in seen:
+                raise InvalidRequest(
+                    f"{path}:{n}: question id '{case.id}' repeats the one at {seen[case.id]}"
+                )
+            seen[case.id] = f"{path}:{n}"
+            cases.append(case)
+    if not cases:
+        raise InvalidRequest(f"no questions in {', '.join(str(p) for p, _ in files)}")
+    return cases
+
+
+def _answer_case(row: object, where: str, answerable: bool | None) -> AnswerCase:
+    """One ClapNQ line as an ``AnswerCase``; ``answerable`` None: decided by the answer."""
+    if not isinstance(row, dict):
+        raise InvalidRequest(f"{where}: expected a JSON object, got {type(row).__name__}")
+    qid = row.get("id")
+    if qid is None or isinstance(qid, (dict, list, bool)) or not str(qid).strip():
+        raise InvalidRequest(f"{where}: missing or invalid 'id'")
+    question = row.get("input")
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidRequest(f"{where}: 'input' (the question) must be a non-empty string")
+    passages = row.get("passages")
+    if not isinstance(passages, list) or len(passages) != 1 or not isinstance(passages[0], dict):
+        if passages is None:
+            raise InvalidRequest(f"{where}: missing 'passages' (a list of one object)")
+        got = len(passages) if isinstance(passages, list) else type(passages).__name__
+        raise InvalidRequest(f"{where}: 'passages' must be a list of one object (got {got})")
+    title, text = passages[0].get("title", ""), passages[0].get("text")
+    if not isinstance(title, str):
+        raise InvalidRequest(f"{where}: the passage's 'title' must be a string")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest(f"{where}: the passage's 'text' must be a non-empty string")
+    output = row.get("output")
+    if not isinstance(output, list) or not output or not isinstance(output[0], dict):
+        raise InvalidRequest(f"{where}: 'output' must be a list starting with an object")
+    gold = output[0].get("answer", "")
+    selected = output[0].get("selected_sentences") or []
+    if not isinstance(gold, str):
+        raise InvalidRequest(f"{where}: 'output[0].answer' must be a string")
+    if not isinstance(selected, list) or not all(isinstance(x, str) for x in selected):
+        raise InvalidRequest(f"{where}: 'output[0].selected_sentences' must be a list of strings")
+    has_answer = bool(gold.strip())
+    if answerable is not None and answerable != has_answer:
+        want = "a gold answer" if answerable else "an empty gold answer"
+        raise InvalidRequest(f"{where}: expected {want} in 'output[0].answer'")
+    return AnswerCase(
+        id=str(qid).strip(),
+        question=question.strip(),
+        answerable=has_answer,
+        passage_id=passage_id(title, text),
+        title=title.strip(),
+        text=text.strip(),
+        gold_answer=gold.strip(),
+        selected_sentences=tuple(selected),
     )

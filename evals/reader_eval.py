@@ -240,14 +240,20 @@ def main(argv: Sequence[str] | None = None, postprocess: Postprocess | None = No
     ap.add_argument("--json", type=Path, default=None, help="write per-case results here")
     ap.add_argument(
         "--postprocess",
-        choices=("raw", "platform", "verbatim"),
+        choices=("raw", "platform", "verbatim", "answer"),
         default="raw",
-        help="raw: the model's text, its first [n] as citation; platform: the platform's "
+        help="raw: the model's text, its first [n] as citation; platform: the earlier "
         "span copy / fallback / attribution keeping wording that is no span; verbatim: "
-        "the same with guards.verbatim_answers (the default answer path)",
+        "the same with guards.verbatim_answers; answer: the query path's composition "
+        "(the model's span as the short answer, else the selected source sentences)",
     )
     args = ap.parse_args(argv)
-    if postprocess is None and args.postprocess != "raw":
+    if postprocess is None and args.postprocess == "answer":
+        from generation.compose import make_answer_postprocess
+        from ingest.embedding import SentenceTransformerEmbedder
+
+        postprocess = make_answer_postprocess(SentenceTransformerEmbedder())
+    elif postprocess is None and args.postprocess != "raw":
         from generation.extract import make_postprocess
         from ingest.embedding import SentenceTransformerEmbedder
 

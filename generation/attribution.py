@@ -27,7 +27,7 @@ from generation.citations import (
     containment,
     content_words,
     format_marker,
-    split_sentences,
+    sentence_spans,
     window_around,
 )
 from generation.ports import SentenceEmbedder
@@ -44,9 +44,13 @@ class SourceSentences:
         self.sources = tuple(sources)
         self.embedder = embedder
         self.sentences: list[list[str]] = []
+        # (start, end) of each sentence in its chunk's text, parallel to ``sentences``
+        self.spans: list[list[tuple[int, int]]] = []
         for sc in self.sources:
-            sents = split_sentences(sc.chunk.text) or [sc.chunk.text.strip() or " "]
-            self.sentences.append(sents)
+            text = sc.chunk.text
+            spans = sentence_spans(text) or [(0, len(text))]
+            self.spans.append(spans)
+            self.sentences.append([text[s:e] or " " for s, e in spans])
         self.flat: list[tuple[int, int, str]] = [
             (i, j, s) for i, sents in enumerate(self.sentences) for j, s in enumerate(sents)
         ]
@@ -92,6 +96,9 @@ class SentenceAttribution:
     support: float
     scores: tuple[float, ...]
     snippets: tuple[str, ...] = field(default=(), repr=False)
+    # per source: the index (into ``SourceSentences.sentences[j]``) of its best-matching
+    # sentence, so the supporting text's character span can be shown
+    best: tuple[int, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +263,7 @@ class Attributor:
                     sup,
                     tuple(float(x) for x in row),
                     snippets,
+                    tuple(int(x) for x in best_idx[a]),
                 )
             )
         # Never return a stating answer without a source: cite the best overall source.
@@ -267,7 +275,13 @@ class Attributor:
                 a = claim_rows[int(np.argmax(sub[:, j]))]  # its best-supported sentence
                 s = out[a]
                 out[a] = SentenceAttribution(
-                    s.text, (j + 1,), s.model_cited, float(support[a, j]), s.scores, s.snippets
+                    s.text,
+                    (j + 1,),
+                    s.model_cited,
+                    float(support[a, j]),
+                    s.scores,
+                    s.snippets,
+                    s.best,
                 )
                 added += 1
         return Attribution(

@@ -103,23 +103,33 @@ def content_words(text: str) -> list[str]:
     return [w for w in words(strip_markers(text)) if w not in STOPWORDS]
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences; a citation marker after the full stop stays with its
-    sentence. Common abbreviations (Dr., U.S., e.g.) do not end a sentence."""
-    out: list[str] = []
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (each stripped of surrounding
+    whitespace); a citation marker after the full stop stays with its sentence.
+    Common abbreviations (Dr., U.S., e.g.) do not end a sentence."""
+    out: list[tuple[int, int]] = []
     start = 0
+
+    def add(lo: int, hi: int) -> None:
+        piece = text[lo:hi]
+        lead = len(piece) - len(piece.lstrip())
+        body = piece.strip()
+        if body:
+            out.append((lo + lead, lo + lead + len(body)))
+
     for m in _BOUNDARY_RE.finditer(text):
         end = m.end()
         if m.group().startswith((".",)) and _is_abbreviation(text, m.start()):
             continue
-        piece = text[start:end].strip()
-        if piece:
-            out.append(piece)
+        add(start, end)
         start = end
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
+    add(start, len(text))
     return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences (see ``sentence_spans``)."""
+    return [text[s:e] for s, e in sentence_spans(text)]
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:

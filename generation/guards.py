@@ -197,13 +197,25 @@ def retrieval_verdict(retrieved: Sequence[ScoredChunk], min_similarity: float) -
     return Verdict(name, ok, detail, round(float(best), 4))
 
 
+def abstain_text(retrieved: Sequence[ScoredChunk], max_sources: int = 3) -> str:
+    """``ABSTAIN_TEXT`` followed by the documents that came closest."""
+    names = list(dict.fromkeys(sc.chunk.source for sc in retrieved))[:max_sources]
+    if not names:
+        return ABSTAIN_TEXT
+    return f"{ABSTAIN_TEXT} The closest sources: {', '.join(names)}."
+
+
 def abstention_reason(verdicts: Sequence[Verdict], model_text: str | None = None) -> str | None:
-    """Why the platform must abstain, or None: retrieval found nothing similar enough,
-    the model says the sources do not hold the answer, or the answer is unsupported."""
+    """Why the platform must abstain, or None: retrieval found nothing similar enough, the
+    abstention model judges the question unanswerable from the sources, the model says
+    the sources do not hold the answer, or the answer is unsupported."""
     by_name = {v.guard: v for v in verdicts}
     ret = by_name.get("retrieval_similarity")
     if ret is not None and not ret.passed:
         return f"retrieval: {ret.detail}"
+    ans = by_name.get("answerable")
+    if ans is not None and not ans.passed:
+        return f"the documents do not answer the question: {ans.detail}"
     if model_text is not None and says_not_found(model_text):
         return "the model says the sources do not contain the answer"
     sup = by_name.get("supported")

@@ -1,7 +1,9 @@
 """The one query path: question in, grounded, cited, verified ``Answer`` out.
 
-input guard → retrieve (timed) → grounded prompt → LLM (timed) → citations → span copying
-or fallback → attribution → output guards → Answer (or an honest abstention).
+input guard → retrieve (timed) → candidate sentences, selector, abstention model (abstain
+here without running the LLM) → grounded prompt → LLM (timed) → composition (the selected
+source sentences; the model's span as the short answer) → attribution and a verdict per
+sentence → output guards → Answer (or an honest abstention naming the closest sources).
 
     pipeline = QueryPipeline(retriever, llm, GroundedPromptBuilder(...), embedder,
                              settings.guards, sampling_from_settings(settings.llm))
@@ -13,7 +15,7 @@ or fallback → attribution → output guards → Answer (or an honest abstentio
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from core.settings import GuardSettings, LLMSettings
@@ -25,29 +27,23 @@ from core.types import (
     Query,
     SamplingParams,
     ScoredChunk,
+    SentenceVerdict,
     Timings,
     Usage,
     Verdict,
 )
-from generation.attribution import Attributor, SourceSentences
+from generation.attribution import Attribution, Attributor, SourceSentences
 from generation.citations import AnswerSentence, parse_citations
-from generation.extract import extract_span, fallback_sentence, unusable_reason
+from generation.compose import AnswerComposer, Candidates, Selection, compose
 from generation.guards import (
-    ABSTAIN_TEXT,
     Draft,
     InputGuard,
+    abstain_text,
     abstention_reason,
     output_guards,
     retrieval_verdict,
 )
 from generation.ports import LLM, PromptBuilder, Retriever, SentenceEmbedder
-
-SPAN_MAX_WORDS = 24  # span copying applies to short, one-sentence answers only
-# A passage sentence answers in the model's place only when this close to the question
-# (MiniLM cosine; on-topic sentences of the sample corpus scored 0.5-0.8, off-topic < 0.3).
-FALLBACK_MIN_SIMILARITY = 0.4
-# ...or this, for a sentence naming every name/identifier/number the question asks about
-FALLBACK_ANCHORED_MIN_SIMILARITY = 0.25
 
 
 def sampling_from_settings(llm: LLMSettings) -> SamplingParams:
@@ -74,13 +70,23 @@ class _Context:
     params: SamplingParams
     t0: float
     retrieve_ms: float
+    cands: Candidates | None = None
+    selection: Selection | None = None
+    composer: AnswerComposer | None = None
+    p_unanswerable: float | None = None
+
+
+ComposerFor = Callable[[str], AnswerComposer]
 
 
 class QueryPipeline:
     """Answers questions from a collection with cited, verified answers.
 
-    Never trusts the small model's own ``[n]``: every answer sentence is attributed to
-    the source text that supports it, and an unsupported answer becomes an abstention.
+    The answer is composed from the retrieved passages' own sentences (``compose``), with
+    the model's span as ``short_answer`` when it found one; answer-or-abstain is decided
+    before the model runs by the abstention model (``composer_for(collection)``: the
+    collection's own fitted model, else the default). Never trusts the small model's own
+    ``[n]``: every sentence is attributed to the source text that supports it.
     ``CollectionNotFound`` / ``CollectionEmpty`` from the retriever propagate unchanged;
     an empty or over-long question raises ``InvalidRequest``.
     """
@@ -93,6 +99,7 @@ class QueryPipeline:
         embedder: SentenceEmbedder,
         guard_settings: GuardSettings,
         default_sampling: SamplingParams,
+        composer_for: ComposerFor | None = None,
     ) -> None:
         self.retriever = retriever
         self.llm = llm
@@ -100,6 +107,7 @@ class QueryPipeline:
         self.embedder = embedder
         self.guard_settings = guard_settings
         self.default_sampling = default_sampling
+        self.composer_for = composer_for or (lambda _collection: AnswerComposer.default())
         self.input_guard = InputGuard(guard_settings)
         self.attributor = Attributor(embedder, min_support=guard_settings.min_support)
         self.guards = output_guards(guard_settings)
@@ -138,9 +146,9 @@ class QueryPipeline:
     ) -> Iterator[str | Answer]:
         """Yields the model's raw text pieces as they come, then the final ``Answer``.
 
-        The final answer's text can differ from the streamed pieces (copied to a passage
-        span, attributed, or replaced by an abstention): show ``Answer.text`` at the end.
-        Input errors and missing collections raise before the first piece.
+        The final answer's text differs from the streamed pieces (composed from source
+        sentences, attributed, or replaced by an abstention): show ``Answer.text`` at the
+        end. Input errors and missing collections raise before the first piece.
         """
         ctx = self._prepare(question, collection, top_k, filter, sampling)
         return self._stream(ctx)
@@ -180,67 +188,75 @@ class QueryPipeline:
         ret = retrieval_verdict(retrieved, self.guard_settings.min_retrieval_similarity)
         verdicts.append(ret)
         params = sampling or self.default_sampling
-        prompt = (
-            self.prompt_builder.build(clean, retrieved, params.max_tokens) if ret.passed else None
-        )
+        cands = selection = composer = p = None
+        prompt = None
+        if ret.passed:
+            composer = self.composer_for(collection)
+            cands = Candidates.build(clean, retrieved, self.embedder)
+            selection = composer.select(cands)
+            p = composer.p_unanswerable(cands, selection)
+            verdicts.append(answerability_verdict(p, composer, bool(selection.chosen)))
+            if verdicts[-1].passed:
+                prompt = self.prompt_builder.build(clean, retrieved, params.max_tokens)
         if (
             prompt is not None
             and prompt.style is PromptStyle.COMPLETION
             and "\n" not in params.stop
         ):
             params = replace(params, stop=(*params.stop, "\n"))  # the answer is one line
-        return _Context(clean, retrieved, prompt, tuple(verdicts), params, t0, retrieve_ms)
+        return _Context(
+            clean, retrieved, prompt, tuple(verdicts), params, t0, retrieve_ms,
+            cands, selection, composer, p,
+        )
 
     def _finish(self, ctx: _Context, raw: str, usage: Usage, generate_ms: float) -> Answer:
-        assert ctx.prompt is not None
+        assert ctx.prompt is not None and ctx.cands is not None
+        assert ctx.selection is not None and ctx.composer is not None
         prompt, question = ctx.prompt, ctx.question
         verdicts = list(ctx.verdicts)
         parsed = parse_citations(raw, prompt.sources)
-        sources = SourceSentences(prompt.sources, self.embedder)
 
-        if abstention_reason(verdicts, raw):
+        if self.guard_settings.model_not_found and abstention_reason(verdicts, raw):
             detail = f"the model says the sources do not hold the answer: {raw.strip()[:200]!r}"
             verdicts.append(Verdict("model_output", False, detail))
             return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
 
-        reason = unusable_reason(raw, prompt, question)
-        span = None
-        if reason is None:
-            sentences = list(parsed.sentences)
-            body = " ".join(s.text for s in sentences)
-            if len(sentences) == 1 and len(body.split()) <= SPAN_MAX_WORDS:
-                span = extract_span(body, sources, question)
-            if span is not None:
-                sentences = [AnswerSentence(span.text, sentences[0].cited)]
-                detail = f"{raw.strip()[:200]!r} copied to a span of source [{span.n}]"
-                verdicts.append(Verdict("model_output", True, detail))
-            elif not self.guard_settings.verbatim_answers:
-                detail = f"{raw.strip()[:200]!r} kept as written"
-                verdicts.append(Verdict("model_output", True, detail))
-            else:
-                reason = "not a span of the sources (verbatim_answers)"
-        if reason is not None:  # the passage sentence closest to the question, or abstain
-            fb = fallback_sentence(
-                question, sources, FALLBACK_MIN_SIMILARITY, FALLBACK_ANCHORED_MIN_SIMILARITY
+        comp = compose(
+            question,
+            raw,
+            prompt,
+            ctx.cands,
+            ctx.selection,
+            ctx.composer,
+            verbatim=self.guard_settings.verbatim_answers,
+        )
+        verdicts.append(Verdict("model_output", comp.short_answer is not None, comp.detail))
+        if not comp.sentences:
+            return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
+        sources = ctx.cands.sources if len(prompt.sources) == len(ctx.retrieved) else None
+        attribution = self.attributor.attribute(
+            comp.sentences, sources or prompt.sources, question=question
+        )
+        src = self.attributor.sources(sources or prompt.sources)
+        shown = [s for s in attribution.sentences if s.support >= self.guard_settings.min_support]
+        if shown and len(shown) < len(attribution.sentences):
+            # Unsupported sentences are never shown as if the documents said them.
+            dropped = len(attribution.sentences) - len(shown)
+            verdicts.append(Verdict("unsupported_removed", True, f"{dropped} sentence(s) removed"))
+            attribution = self.attributor.attribute(
+                [AnswerSentence(s.text, s.cited) for s in shown], src, question=question
             )
-            detail = (
-                f"{reason}: {raw.strip()[:200]!r}; answered with the passage sentence most "
-                "similar to the question"
-            )
-            verdicts.append(Verdict("model_output", False, detail))
-            if fb is None:
-                return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
-            sentences = [AnswerSentence(fb.text, ())]
-
-        attribution = self.attributor.attribute(sentences, sources, question=question)
-        draft = Draft(question, prompt, attribution.text, attribution.citations, attribution)
+        citations = attribution.citations
+        if comp.how == "selected":  # the platform chose these sources, not the model
+            citations = tuple(replace(c, attributed=True) for c in citations)
+        draft = Draft(question, prompt, attribution.text, citations, attribution)
         verdicts.extend(g.check(draft) for g in self.guards)
         if abstention_reason(verdicts) is not None:
             return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
         return Answer(
             question=question,
             text=attribution.text,
-            citations=attribution.citations,
+            citations=citations,
             retrieved=ctx.retrieved,
             model=self.llm.info,
             sampling=ctx.params,
@@ -248,6 +264,9 @@ class QueryPipeline:
             usage=usage,
             verdicts=tuple(verdicts),
             dropped_citations=parsed.dropped,
+            sentences=sentence_verdicts(attribution, src, self.guard_settings.min_support),
+            short_answer=comp.short_answer,
+            p_unanswerable=ctx.p_unanswerable,
         )
 
     def _abstain(
@@ -259,13 +278,14 @@ class QueryPipeline:
         verdicts: list[Verdict] | None = None,
         dropped: int = 0,
     ) -> Answer:
-        """The honest answer: sources listed, no citations claimed."""
+        """The honest answer: the documents do not answer; the closest sources listed,
+        no citations claimed."""
         vs = list(verdicts if verdicts is not None else ctx.verdicts)
         reason = abstention_reason(vs, raw) or "no answer could be grounded in the sources"
         vs.append(Verdict("abstained", True, reason))
         return Answer(
             question=ctx.question,
-            text=ABSTAIN_TEXT,
+            text=abstain_text(ctx.retrieved),
             citations=(),
             retrieved=ctx.retrieved,
             model=self.llm.info,
@@ -275,8 +295,48 @@ class QueryPipeline:
             verdicts=tuple(vs),
             dropped_citations=dropped,
             abstained=True,
+            p_unanswerable=ctx.p_unanswerable,
         )
 
     def _timings(self, ctx: _Context, generate_ms: float) -> Timings:
         total = (time.perf_counter() - ctx.t0) * 1000
         return Timings(round(ctx.retrieve_ms, 3), round(generate_ms, 3), round(total, 3))
+
+
+def answerability_verdict(p: float, composer: AnswerComposer, has_candidates: bool) -> Verdict:
+    """Passes when the abstention model's P(unanswerable) is under its operating point."""
+    threshold = composer.abstainer.threshold
+    fitted = composer.abstainer.meta.get("data", "?")
+    if not has_candidates:
+        return Verdict("answerable", False, "no complete sentence in the retrieved chunks", 0.0)
+    detail = (
+        f"P(unanswerable) {p:.3f}, abstain from {threshold:.3f} "
+        f"(model fitted on {fitted})"
+    )
+    return Verdict("answerable", p < threshold, detail, round(1.0 - p, 4))
+
+
+def sentence_verdicts(
+    attribution: Attribution, src: SourceSentences, min_support: float
+) -> tuple[SentenceVerdict, ...]:
+    """A verdict for each answer sentence: support from its cited source and the span of
+    the supporting sentence in that source's chunk."""
+    out = []
+    for s in attribution.sentences:
+        if not s.cited:
+            out.append(SentenceVerdict(s.text, False, round(s.support, 4), None))
+            continue
+        j = s.cited[0] - 1
+        start, end = src.spans[j][s.best[j]] if s.best else (None, None)
+        out.append(
+            SentenceVerdict(
+                s.text,
+                s.support >= min_support,
+                round(s.support, 4),
+                s.cited[0],
+                src.sources[j].chunk.id,
+                start,
+                end,
+            )
+        )
+    return tuple(out)

@@ -50,6 +50,17 @@ def chunks(texts: Sequence[str], dense: float | None = 0.6) -> tuple[ScoredChunk
     return tuple(chunk(t, i, dense=dense, source=f"doc{i}.txt") for i, t in enumerate(texts))
 
 
+def scored(question: str, texts: Sequence[str]) -> tuple[ScoredChunk, ...]:
+    """``texts`` as retrieved chunks in the given order, each with its real dense score
+    (MiniLM cosine to ``question``), as the hybrid retriever would report it."""
+    vecs = embedder().embed([question, *texts])
+    out = []
+    for i, t in enumerate(texts):
+        sc = chunk(t, i, dense=float(vecs[0] @ vecs[i + 1]), source=f"doc{i}.txt")
+        out.append(sc)
+    return tuple(out)
+
+
 def builder(style: PromptStyle = PromptStyle.COMPLETION) -> GroundedPromptBuilder:
     """The platform's prompt builder; words stand in for tokens (these tests run no LLM)."""
     return GroundedPromptBuilder(style, lambda t: len(t.split()), n_ctx=4096, max_tokens=64)
