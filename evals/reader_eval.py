@@ -24,8 +24,9 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from core.settings import Settings
 from core.types import Chunk, Prompt, PromptStyle, SamplingParams, ScoredChunk
@@ -133,6 +134,21 @@ def load_cases(path: Path, n: int, seed: int = 0) -> list[ReaderCase]:
         order = distractors[:gold_pos] + [gold] + distractors[gold_pos:]
         cases.append(ReaderCase(qa["id"], qa["question"], answers, tuple(order), gold_pos + 1))
     return cases
+
+
+def with_dense_scores(cases: Sequence[ReaderCase], embedder: Any) -> list[ReaderCase]:
+    """The cases with each passage's cosine to the question as its dense (and fused) score,
+    as the platform's retriever reports them; the order stays shuffled. The query path's
+    selector and abstention model read these scores; the prompt does not."""
+    out = []
+    for case in cases:
+        vecs = embedder.embed([case.question, *(s.chunk.text for s in case.sources)])
+        sources = tuple(
+            replace(s, score=float(vecs[0] @ vecs[i]), dense_score=float(vecs[0] @ vecs[i]))
+            for i, s in enumerate(case.sources, 1)
+        )
+        out.append(replace(case, sources=sources))
+    return out
 
 
 # -- running ---------------------------------------------------------------------------
@@ -263,6 +279,10 @@ def main(argv: Sequence[str] | None = None, postprocess: Postprocess | None = No
 
     models_dir = args.models_dir or Settings().models_dir
     cases = load_cases(args.data, args.n, args.seed)
+    if args.postprocess == "answer":
+        from ingest.embedding import SentenceTransformerEmbedder
+
+        cases = with_dense_scores(cases, SentenceTransformerEmbedder())
     results = []
     for key in args.models:
         llm = LlamaCppLLM(bundled_path(key, models_dir), n_ctx=args.n_ctx, n_threads=args.threads)

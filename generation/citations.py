@@ -52,7 +52,7 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
 # markers right after it), whitespace, then something that can start a sentence.
 _BOUNDARY_RE = re.compile(
     r"[.!?]+[\"'”’)\]]*(?:\s*(?:\[[^\[\]\n]{1,40}\]|\(\s*(?i:sources?)\s[^()\n]{1,30}\)))*"
-    r"(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n\s*\n"
+    r"(?=\s+[\"'“‘(\[`]?[A-Z0-9`])|\n\s*\n"
 )
 
 

@@ -405,8 +405,9 @@ def compose(
     holder = None
     span_text = " ".join(span.text.split()) if span is not None else ""
     if span is not None and span.n <= k:
-        # The sentence the model's span comes from: it answers when the selector finds it
-        # a plausible answer sentence too (or already chose it).
+        # The sentence the model's span was copied from answers when the selector finds
+        # it a plausible answer sentence too. (Accepting any span moved ClapNQ answers to
+        # the wrong passage: citing the own passage fell from 100 % to 89 %, n=60.)
         holder = next(
             (
                 r
