@@ -13,7 +13,7 @@ from core.types import Answer, Query, ScoredChunk
 from generation.factory import build_llm
 from generation.pipeline import QueryPipeline, sampling_from_settings
 from retrieval.prompt import GroundedPromptBuilder
-from tests.generation.fixtures_answer import chunks, embedder, paragraph, xquad_case
+from tests.generation.fixtures_answer import embedder, paragraph, scored, xquad_case
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,8 @@ class ListRetriever:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> QueryPipeline:
     settings = Settings(data_dir=Path(tmp_path_factory.mktemp("data")))
     llm = build_llm(settings.llm, settings.models_dir)
-    sources = chunks([paragraph("Rhine", 0), PARA, paragraph("Kenya", 0)])
+    # ranked as hybrid retrieval ranks them, with their real dense scores
+    sources = scored(QUESTION, [PARA, paragraph("Rhine", 0), paragraph("Kenya", 0)])
     prompts = GroundedPromptBuilder(
         llm.default_style, llm.count_tokens, llm.n_ctx, settings.llm.max_tokens
     )
