@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import runpy
 
+import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_lib
 
 from generation.llama_cpp_llm import amx_advertised
@@ -25,4 +26,15 @@ if __name__ == "__main__":
             return p
 
         llama_cpp_lib.llama_model_default_params = _params
+    # Greedy decoding must repeat itself (the LLM contract): the server reuses the previous
+    # prompt's KV cache, which changed Gemma/SmolLM2 outputs at temperature 0 on this
+    # build; start every generation from an empty cache, as generation.llama_cpp_llm does.
+    _generate = llama_cpp.Llama.generate
+
+    def _fresh_generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.reset()
+        self._ctx.kv_cache_clear()
+        return _generate(self, *args, **kwargs)
+
+    llama_cpp.Llama.generate = _fresh_generate  # type: ignore[method-assign]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
