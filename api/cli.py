@@ -34,7 +34,9 @@ app = typer.Typer(
 )
 docs_app = typer.Typer(help="List and delete documents.", no_args_is_help=True)
 collections_app = typer.Typer(help="List collections.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate retrieval on labelled data.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate retrieval and answers on labelled data.", no_args_is_help=True
+)
 keys_app = typer.Typer(
     help="Create, list and revoke API keys; each key acts for one tenant.", no_args_is_help=True
 )
