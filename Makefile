@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Install, ingest the sample corpus (examples/) and serve the API + web page on 127.0.0.1:8000.
+# Install, ingest the sample corpus (examples/), fit its answer-or-abstain model on labelled
+# questions about it (evals/labelled/examples.jsonl) and serve the API + web page on
+# 127.0.0.1:8000.
 serve: install
 	$(VENV)/bin/rag ingest examples/
+	$(VENV)/bin/rag tune --abstention -c default --dataset evals/labelled/examples.jsonl
 	$(VENV)/bin/rag serve
 
 # Install and run the whole test suite (slow end-to-end tests included).

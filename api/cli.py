@@ -468,7 +468,7 @@ def _tune_abstention(
     from evals.answer_fit import render, tune_answer_models
     from evals.retrieval_eval import ensure_collection
 
-    aset = load_answer_set(dataset)
+    aset = load_answer_set(dataset, require_passages=collection is None)
     platform = _platform()
     if collection is None:  # the data set's own passages, ingested as `rag eval answers` does
         ref = CollectionRef(aset.collection, tenant)

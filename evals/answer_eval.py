@@ -101,7 +101,8 @@ def answer_corpus(
     judged relevant: its passage), plus ``distractors`` seeded SQuAD dev paragraphs."""
     corpus: dict[str, tuple[str, str]] = {}
     for c in cases:
-        corpus.setdefault(c.passage_id, (c.title, c.text))
+        if c.text:  # plain labelled questions about an existing collection have none
+            corpus.setdefault(c.passage_id, (c.title, c.text))
     if distractors < 0:
         raise InvalidRequest(f"--distractors must be 0 or more, not {distractors}")
     if distractors:
@@ -135,9 +136,12 @@ def load_answer_set(
     seed: int = 0,
     distractors: int = 0,
     datasets_dir: str | Path | None = None,
+    require_passages: bool = True,
 ) -> AnswerSet:
     """ClapNQ (``"clapnq"``) or a JSONL file in its format: the questions to ask (all, or
-    a stratified ``n``), and the corpus of every passage the collection must hold."""
+    a stratified ``n``), and the corpus of every passage the collection must hold.
+    ``require_passages`` False also takes plain labelled questions (no passages, so an
+    empty corpus) about a collection that exists already."""
     if dataset.lower() == "clapnq":
         name, cases = "clapnq", load_clapnq(datasets_dir)
     else:
@@ -147,6 +151,12 @@ def load_answer_set(
                 f"--dataset '{dataset}' is neither 'clapnq' nor an existing JSONL file"
             )
         name, cases = path.stem, load_clapnq(path)
+    if require_passages and any(not c.text for c in cases):
+        raise InvalidRequest(
+            f"{dataset}: its questions carry no passages, so no collection can be built "
+            "from it; for questions about a collection you already have use `rag tune "
+            "--abstention -c NAME --dataset FILE`"
+        )
     asked = stratified_sample(cases, n, seed) if n is not None else list(cases)
     return AnswerSet(
         name=name,

@@ -246,7 +246,10 @@ def load_clapnq(datasets_dir: str | Path | None = None) -> list[AnswerCase]:
     ``clapnq-tune`` folder itself; or a single JSONL file, where a question is answerable
     when its gold answer is not empty. Each line: ``id``, ``input`` (the question),
     ``passages`` (exactly one: ``title``, ``text``), ``output[0]`` (``answer``,
-    ``selected_sentences``). Bad lines raise ``InvalidRequest`` naming file and line.
+    ``selected_sentences``); or a plain labelled question about an existing collection:
+    ``{"question", "answer" (empty: not answerable), "source" (optional: the document
+    that answers it), "id" (optional)}``, which has no passage. Bad lines raise
+    ``InvalidRequest`` naming file and line.
     """
     root = Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
     if root.is_file():
@@ -271,9 +274,12 @@ def load_clapnq(datasets_dir: str | Path | None = None) -> list[AnswerCase]:
 
 
 def _answer_case(row: object, where: str, answerable: bool | None) -> AnswerCase:
-    """One ClapNQ line as an ``AnswerCase``; ``answerable`` None: decided by the answer."""
+    """One ClapNQ line (or a plain labelled question) as an ``AnswerCase``;
+    ``answerable`` None: decided by the answer."""
     if not isinstance(row, dict):
         raise InvalidRequest(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if "question" in row and "input" not in row:
+        return _plain_case(row, where)
     qid = row.get("id")
     if qid is None or isinstance(qid, (dict, list, bool)) or not str(qid).strip():
         raise InvalidRequest(f"{where}: missing or invalid 'id'")
@@ -313,4 +319,34 @@ def _answer_case(row: object, where: str, answerable: bool | None) -> AnswerCase
         text=text.strip(),
         gold_answer=gold.strip(),
         selected_sentences=tuple(selected),
+    )
+
+
+def _plain_case(row: dict, where: str) -> AnswerCase:
+    """A labelled question about a collection you already have: ``question``, ``answer``
+    (the text that answers it; empty when the documents do not), optional ``source`` (the
+    document that answers it, as ``rag docs list`` shows it) and ``id``."""
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidRequest(f"{where}: 'question' must be a non-empty string")
+    answer = row.get("answer")
+    if not isinstance(answer, str):
+        raise InvalidRequest(
+            f"{where}: 'answer' must be a string (empty when the documents do not answer)"
+        )
+    source = row.get("source", "")
+    if not isinstance(source, str):
+        raise InvalidRequest(f"{where}: 'source' must be a string (a document's source name)")
+    qid = row.get("id", where.rsplit(":", 1)[-1])
+    if isinstance(qid, (dict, list, bool)) or not str(qid).strip():
+        raise InvalidRequest(f"{where}: invalid 'id'")
+    return AnswerCase(
+        id=str(qid).strip(),
+        question=question.strip(),
+        answerable=bool(answer.strip()),
+        passage_id=source.strip(),
+        title="",
+        text="",
+        gold_answer=answer.strip(),
+        selected_sentences=(),
     )

@@ -49,7 +49,7 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "cos_rrank",  # 1 / rank of cos among the candidates
     "q_coverage",  # share of the question's content words in the sentence
     "bm25",  # BM25 of the sentence among the candidates, over the best
-    "chunk_rrank",  # 1 / retrieval rank of the sentence's chunk
+    "chunk_rrank",  # 1 / retrieval rank of the sentence's chunk (by its fused score)
     "chunk_dense",  # the chunk's dense (cosine) retrieval score
     "chunk_fused",  # the chunk's fused score over the top chunk's
     "position",  # 1 / (1 + index of the sentence in its chunk)
@@ -176,7 +176,11 @@ class Candidates:
         qwords = content_words(question)
         feats = np.zeros((len(items), len(SENTENCE_FEATURES)))
         if items:
-            fused_top = max(float(src.sources[0].score), 1e-9)
+            # Retrieval lists come best first, so rank by score is the position; passages
+            # given in another order (reader tests) are ranked by their scores.
+            scores = [float(sc.score) for sc in src.sources]
+            fused_top = max(max(scores), 1e-9)
+            chunk_rank = [1 + sum(o > x for o in scores) for x in scores]
             order = np.argsort(-cos, kind="stable")
             rank = np.empty(len(items))
             rank[order] = np.arange(1, len(items) + 1)
@@ -194,7 +198,7 @@ class Candidates:
                     1.0 / rank[r],
                     containment(qwords, src.sentence_words[c.n - 1][c.index]),
                     bm25[r],
-                    1.0 / c.n,
+                    1.0 / chunk_rank[c.n - 1],
                     float(sc.dense_score or 0.0),
                     float(sc.score) / fused_top,
                     1.0 / (1 + c.index),
@@ -358,7 +362,9 @@ def default_models() -> tuple[LinearModel, LinearModel]:
 
 # -- composing the answer ----------------------------------------------------------------
 
-SPAN_MAX_WORDS = 24  # a model answer this short may be a span answer (a name, a date…)
+SPAN_MAX_WORDS = 40  # a model answer this short (one or two sentences) may hold a span answer
+SPAN_HOLDER_RANK = 3  # the span's sentence is among the selector's best this many
+SHORT_SHARE = 0.6  # a short answer is at most this share of its sentence's words
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +376,7 @@ class Composition:
     short_answer: str | None
     how: str  # "selected" (source sentences), "model" (the model's own supported wording)
     detail: str
+    lead: str | None = None  # the answer sentence the model's output was copied from
 
 
 def compose(
@@ -395,30 +402,37 @@ def compose(
     span = None
     if reason is None:
         body = " ".join(s.text for s in parsed.sentences)
-        if len(parsed.sentences) == 1 and len(body.split()) <= SPAN_MAX_WORDS:
+        if len(parsed.sentences) <= 2 and len(body.split()) <= SPAN_MAX_WORDS:
             span = extract_span(body, cands.sources, question)
-            if span is not None and (
-                span.coverage < 1.0 or span.text.strip() == span.sentence.strip()
-            ):
-                span = None  # not a short span: the whole sentence, or words it lacks
     chosen = [r for r in selection.chosen if cands.items[r].n <= k]
     holder = None
-    span_text = " ".join(span.text.split()) if span is not None else ""
     if span is not None and span.n <= k:
-        # The sentence the model's span was copied from answers when the selector finds
-        # it a plausible answer sentence too. (Accepting any span moved ClapNQ answers to
-        # the wrong passage: citing the own passage fell from 100 % to 89 %, n=60.)
+        # The sentence the model's answer was copied from answers when the selector finds
+        # it a plausible answer sentence too: chosen, or among its best three. (Accepting
+        # any span moved ClapNQ answers to the wrong passage: citing the own passage fell
+        # from 100 % to 89 %, n=60; requiring a chosen sentence lost XQuAD spans.)
+        ranked = np.argsort(-selection.proba, kind="stable")[:SPAN_HOLDER_RANK]
+        plausible = set(chosen) | {int(r) for r in ranked}
+        plausible |= {
+            int(r) for r in np.flatnonzero(selection.proba >= composer.selector.threshold)
+        }
+        sentence = " ".join(span.sentence.split())
         holder = next(
             (
                 r
                 for r, c in enumerate(cands.items)
-                if c.n == span.n
-                and span_text in c.text
-                and (r in chosen or selection.proba[r] >= composer.selector.threshold)
+                if c.n == span.n and c.text == sentence and r in plausible
             ),
             None,
         )
-    short = span_text if holder is not None else None
+    # A short span (all the model's words, at most SHORT_SHARE of its sentence) is the
+    # short answer; a copied sentence, or one holding most of the model's words, anchors.
+    short = None
+    if holder is not None and span is not None:
+        text = " ".join(span.text.split())
+        sentence_words = len(cands.items[holder].text.split())
+        if span.coverage >= 1.0 and len(text.split()) <= SHORT_SHARE * sentence_words:
+            short = text
     if reason is None and not verbatim and short is None and parsed.sentences:
         return Composition(
             parsed.sentences, None, "model", f"{raw.strip()[:200]!r} kept as written"
@@ -426,21 +440,27 @@ def compose(
     if holder is not None and holder not in chosen:
         chosen = list(composer.select(cands, limit=k, anchor=holder).chosen)
     sentences = tuple(AnswerSentence(cands.items[r].text, (cands.items[r].n,)) for r in chosen)
+    lead = cands.items[holder].text if holder is not None else None
     if short is not None:
         detail = f"{raw.strip()[:200]!r} is a span of source [{span.n}]"  # type: ignore[union-attr]
     elif reason is not None:
         detail = f"model output not used ({reason}): {raw.strip()[:200]!r}"
+    elif lead is not None:
+        detail = f"model output {raw.strip()[:200]!r} copies source [{span.n}]"  # type: ignore[union-attr]
     else:
         detail = f"model output {raw.strip()[:200]!r} is no span of the selected sentences"
-    return Composition(sentences, short, "selected", detail)
+    return Composition(sentences, short, "selected", detail, lead)
 
 
 def make_answer_postprocess(
     embedder: SentenceEmbedder, composer: AnswerComposer | None = None
 ) -> Callable[[str, Prompt], tuple[str, int | None]]:
-    """A reader-eval hook running the query path's composition on a model output:
-    ``(short_answer or the composed sentences, the source it cites)``. Reader tests give
-    passages without retrieval scores, so the abstention model is not applied here."""
+    """A reader-eval hook running the query path's composition on a model output: the
+    short answer, else the answer sentence the model copied, else the answer's sentence
+    most similar to the question; and the source it cites. Reader tests (XQuAD) score a
+    short answer, so one sentence stands for a composition without one, as the earlier
+    answer path gave one. Reader passages carry no retrieval scores beyond their cosine,
+    so the abstention model is not applied here."""
     comp_model = composer or AnswerComposer.default()
 
     def postprocess(raw: str, prompt: Prompt) -> tuple[str, int | None]:
@@ -452,6 +472,11 @@ def make_answer_postprocess(
         if comp.short_answer is not None:
             holder = next(s for s in comp.sentences if comp.short_answer in s.text)
             return comp.short_answer, holder.cited[0]
-        return " ".join(s.text for s in comp.sentences), comp.sentences[0].cited[0]
+        cos = {c.text: float(x) for c, x in zip(cands.items, cands.cos, strict=True)}
+        lead = max(
+            comp.sentences,
+            key=lambda s: (s.text == comp.lead, cos.get(s.text, -1.0)),
+        )
+        return lead.text, lead.cited[0]
 
     return postprocess

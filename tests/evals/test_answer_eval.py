@@ -113,6 +113,38 @@ def test_load_clapnq_bad_lines(tmp_path: Path, content: str, message: str) -> No
     assert message in e.value.message
 
 
+def test_plain_labelled_questions(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    rows = [
+        {"question": "How large can a file be?", "answer": "50 MB", "source": "faq.html"},
+        {"id": "u1", "question": "Who won the World Cup?", "answer": ""},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cases = load_clapnq(path)
+    assert [(c.id, c.answerable, c.passage_id) for c in cases] == [
+        ("1", True, "faq.html"),  # the line number when no id
+        ("u1", False, ""),
+    ]
+    aset = load_answer_set(str(path), require_passages=False)  # rag tune --abstention -c
+    assert len(aset.cases) == 2 and not aset.corpus.corpus
+    with pytest.raises(InvalidRequest, match="carry no passages.*rag tune --abstention -c"):
+        load_answer_set(str(path))  # rag eval answers builds its collection from passages
+    for bad, message in (
+        ({"question": "q", "answer": None}, "'answer' must be a string"),
+        ({"question": " ", "answer": "x"}, "'question' must be a non-empty string"),
+        ({"question": "q", "answer": "x", "source": 3}, "'source' must be a string"),
+    ):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(InvalidRequest, match=message):
+            load_clapnq(path)
+
+
+def test_the_shipped_sample_corpus_questions_load() -> None:
+    cases = load_clapnq(Path(__file__).resolve().parents[2] / "evals/labelled/examples.jsonl")
+    assert sum(c.answerable for c in cases) >= 20 and sum(not c.answerable for c in cases) >= 15
+    assert all(c.passage_id for c in cases if c.answerable)
+
+
 def test_load_clapnq_folder_checks_each_file(tmp_path: Path) -> None:
     folder = tmp_path / "clapnq-tune"
     folder.mkdir()

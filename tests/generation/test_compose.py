@@ -15,11 +15,20 @@ from generation.compose import (
     SENTENCE_FEATURES,
     AnswerComposer,
     Candidates,
+    compose,
     default_models,
     is_displayable,
+    make_answer_postprocess,
 )
 from generation.linear import LinearModel
-from tests.generation.fixtures_answer import chunks, embedder, paragraph, scored, xquad_case
+from tests.generation.fixtures_answer import (
+    chunks,
+    completion_prompt,
+    embedder,
+    paragraph,
+    scored,
+    xquad_case,
+)
 
 QUESTION, GOLD, PARA = xquad_case("University_of_Chicago", "Larry Ellison")
 
@@ -118,3 +127,46 @@ def test_linear_model_round_trip_and_errors() -> None:
         LinearModel(("a", "b"), (0.0,), (1.0, 1.0), (1.0, 1.0), 0.0)
     with pytest.raises(InvalidRequest, match="selector"):
         AnswerComposer.from_json({"abstention": {}})
+
+
+def _compose(raw: str, sources: tuple) -> tuple[Candidates, object]:
+    comp = AnswerComposer.default()
+    cands = Candidates.build(QUESTION, sources, embedder())
+    prompt = completion_prompt(QUESTION, sources)
+    return cands, compose(QUESTION, raw, prompt, cands, comp.select(cands), comp)
+
+
+def test_a_copied_sentence_anchors_the_answer_and_a_short_span_is_the_short_answer() -> None:
+    sources = scored(QUESTION, [paragraph("Rhine", 0), PARA])
+    cands = Candidates.build(QUESTION, sources, embedder())
+    proba = AnswerComposer.default().select(cands).proba
+    ranked = [cands.items[r] for r in np.argsort(-proba)[:3]]
+    copied = next(c for c in ranked if len(c.text.split()) <= 40)  # a plausible sentence
+    _, whole = _compose(f"{copied.text} [{copied.n}]", sources)
+    assert whole.short_answer is None  # the whole sentence is no short answer
+    assert whole.lead == copied.text
+    assert any(s.text == whole.lead for s in whole.sentences)
+    _, short = _compose(f"{GOLD} [2]", sources)
+    assert short.short_answer == GOLD and short.lead is not None and GOLD in short.lead
+    _, other = _compose("Rhine water [1]", sources)  # a span of an implausible sentence
+    assert other.short_answer is None and other.lead is None
+
+
+def test_chunk_rank_follows_the_scores_not_the_order_given() -> None:
+    sources = scored(QUESTION, [paragraph("Rhine", 0), PARA])
+    swapped = tuple(reversed(sources))
+    a = Candidates.build(QUESTION, sources, embedder())
+    b = Candidates.build(QUESTION, swapped, embedder())
+    col = SENTENCE_FEATURES.index("chunk_rrank")
+    rank_a = {c.text: a.features[r, col] for r, c in enumerate(a.items)}
+    rank_b = {c.text: b.features[r, col] for r, c in enumerate(b.items)}
+    assert rank_a == rank_b
+
+
+def test_the_reader_hook_scores_the_short_answer_else_one_sentence() -> None:
+    sources = scored(QUESTION, [paragraph("Rhine", 0), PARA])
+    post = make_answer_postprocess(embedder())
+    prompt = completion_prompt(QUESTION, sources)
+    assert post(f"{GOLD} [2]", prompt) == (GOLD, 2)
+    text, n = post("I do not know.", prompt)
+    assert n is not None and len(split_sentences(text)) == 1
