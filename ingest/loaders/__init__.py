@@ -1,8 +1,9 @@
 """Load a file's bytes into a normalised ``ParsedDocument`` (text + located blocks).
 
-One module per format (``txt``, ``md``, ``html``, ``pdf``, ``docx``, …), each defining a
-``LOADER``; the registry maps media types to them. The type is detected from the
-content first (magic bytes, zip members, HTML sniffing), the file extension second.
+One module per format (``txt``, ``md``, ``html``, ``pdf``, ``docx``, ``pptx``, ``xlsx``,
+``csv``, ``epub``), each defining a ``LOADER``; the registry maps media types to them.
+The type is detected from the content first (magic bytes, zip members, HTML sniffing),
+the file extension second.
 Every failure is a typed ``IngestError`` whose message names the file and the problem.
 
     doc = load_path(Path("report.pdf"), "report.pdf", max_bytes=50_000_000)
@@ -20,20 +21,28 @@ from ingest.loaders._base import Loader, human_bytes, normalize_text
 from ingest.loaders._detect import detect_media_type
 from ingest.loaders._encoding import decode_text
 from ingest.loaders._registry import LOADERS, SUPPORTED_EXTENSIONS
+from ingest.loaders.csv import CSV
 from ingest.loaders.docx import DOCX
+from ingest.loaders.epub import EPUB
 from ingest.loaders.html import HTML
 from ingest.loaders.md import MARKDOWN
 from ingest.loaders.pdf import PDF
+from ingest.loaders.pptx import PPTX
 from ingest.loaders.txt import TEXT
+from ingest.loaders.xlsx import XLSX
 
 __all__ = [
+    "CSV",
     "DOCX",
+    "EPUB",
     "HTML",
     "LOADERS",
     "MARKDOWN",
     "PDF",
+    "PPTX",
     "SUPPORTED_EXTENSIONS",
     "TEXT",
+    "XLSX",
     "Loader",
     "decode_text",
     "detect_media_type",

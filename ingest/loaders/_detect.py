@@ -16,9 +16,8 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 # Zip-based formats no loader reads, named in the error (checked after the loaders).
 _UNSUPPORTED_ZIP_KINDS = (
-    ("xl/workbook.xml", "an Excel workbook (.xlsx)"),
-    ("ppt/presentation.xml", "a PowerPoint deck (.pptx)"),
-    ("mimetype", "an OpenDocument / EPUB file"),
+    ("mimetype", "an OpenDocument file (.odt, .ods, .odp)"),
+    ("[Content_Types].xml", "an Office Open XML file of a kind not read here"),
 )
 
 
