@@ -14,6 +14,13 @@ export PYTHONUNBUFFERED := 1
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
+	@# OCR of scanned PDF pages needs the tesseract-ocr program: installed with apt-get when
+	@# missing (as root, or through password-less sudo); the install never fails on it.
+	@command -v tesseract >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; } || \
+	  echo "note: tesseract-ocr not installed; scanned PDF pages will fail until it is"
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

@@ -43,6 +43,12 @@ class EncryptedDocument(IngestError):
     code = "encrypted_document"
 
 
+class OcrUnavailable(IngestError):
+    """A scanned page needs OCR and the tesseract-ocr program is not installed."""
+
+    code = "ocr_unavailable"
+
+
 class DocumentTooLarge(IngestError):
     code = "document_too_large"
     http_status = 413

@@ -1,7 +1,8 @@
 """PDF (.pdf): one block per page, numbered from 1; the info dictionary's title.
 
-Encrypted PDFs open when their user password is empty; others are refused by name.
-One unreadable page is logged and listed in ``unreadable_pages``, not fatal.
+Scanned pages (no text layer, an image) are read by OCR (see ``_ocr``) and listed in
+``ocr_pages``. Encrypted PDFs open when their user password is empty; others are refused
+by name. One unreadable page is logged and listed in ``unreadable_pages``, not fatal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 
 from core.errors import CorruptDocument, EmptyDocument, EncryptedDocument, IngestError
 from ingest.loaders._base import Builder, Loader, Meta, normalize_text
+from ingest.loaders._ocr import ocr_pages, pages_with_images
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +49,38 @@ def parse_pdf(data: bytes, source: str) -> tuple[Builder, Meta]:
     except Exception as e:  # pypdf raises many kinds on damaged files
         raise CorruptDocument(f"{source}: the PDF is corrupt or unreadable ({e!r})") from e
 
-    builder = Builder()
+    texts: dict[int, str] = {}
     failed: list[int] = []
     for number, page in enumerate(pages, start=1):
         try:
-            text = page.extract_text() or ""
+            texts[number] = normalize_text(page.extract_text() or "")
         except Exception as e:  # one damaged page must not lose the others
             log.warning("%s: page %d: text extraction failed: %r", source, number, e)
             failed.append(number)
-            continue
-        builder.add(text, number, ())
     if pages and len(failed) == len(pages):
         raise CorruptDocument(f"{source}: the PDF is corrupt: no page could be read")
+    # A page with no text layer but an image is a scan: OCR reads it.
+    no_text = [number for number, text in texts.items() if not text]
+    scanned = pages_with_images(data, no_text, source) if no_text else []
+    texts.update(ocr_pages(data, scanned, source))
+    builder = Builder()
+    for number, text in texts.items():
+        builder.add(text, number, ())
     if builder.empty:
+        if scanned:
+            raise EmptyDocument(
+                f"{source}: the PDF has no extractable text ({len(pages)} page(s)); OCR of "
+                f"its {len(scanned)} scanned page(s) found no text either"
+            )
         raise EmptyDocument(
-            f"{source}: the PDF has no extractable text ({len(pages)} page(s)); "
-            "it may be a scanned PDF of images, which needs OCR first"
+            f"{source}: the PDF has no extractable text ({len(pages)} page(s)) and it is "
+            "not a scanned PDF either (no page images to OCR)"
         )
     meta: Meta = {"pages": len(pages)}
     if failed:
         meta["unreadable_pages"] = ", ".join(map(str, failed))
+    if scanned:
+        meta["ocr_pages"] = ", ".join(map(str, scanned))
     try:
         info = reader.metadata
         title = info.title if info is not None else None
