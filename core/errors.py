@@ -49,6 +49,13 @@ class OcrUnavailable(IngestError):
     code = "ocr_unavailable"
 
 
+class UnsafeArchive(IngestError):
+    """A zip-based file (docx, pptx, xlsx, epub) that would unpack past the limits
+    (``ingest.max_unzipped_bytes``, ``ingest.max_zip_ratio``): a possible zip bomb."""
+
+    code = "unsafe_archive"
+
+
 class DocumentTooLarge(IngestError):
     code = "document_too_large"
     http_status = 413

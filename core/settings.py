@@ -30,6 +30,11 @@ class IngestSettings(BaseModel):
     chunk_size_tokens: int = Field(200, ge=16, le=8192)
     chunk_overlap_tokens: int = Field(30, ge=0, le=4096)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # Zip-based files (docx, pptx, xlsx, epub) are refused before parsing when their members
+    # unpack to more than this in all, or a member over 1 MiB unpacks to more than
+    # max_zip_ratio times its compressed size (zip bombs).
+    max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_zip_ratio: float = Field(100.0, ge=1.0)
     embed_batch_size: int = Field(64, ge=1)
     # A sentence-transformers folder; None means the bundled all-MiniLM-L6-v2.
     embedding_model_path: str | None = None

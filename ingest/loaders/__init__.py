@@ -16,7 +16,9 @@ import hashlib
 from pathlib import Path
 
 from core.errors import DocumentTooLarge, EmptyDocument, IngestError, PathNotFound
+from core.settings import IngestSettings
 from core.types import ParsedDocument
+from ingest.loaders._archive import check_archive
 from ingest.loaders._base import Loader, human_bytes, normalize_text
 from ingest.loaders._detect import detect_media_type
 from ingest.loaders._encoding import decode_text
@@ -52,7 +54,17 @@ __all__ = [
 ]
 
 
-def load_path(path: Path, source: str, *, max_bytes: int) -> ParsedDocument:
+_DEFAULTS = IngestSettings()
+
+
+def load_path(
+    path: Path,
+    source: str,
+    *,
+    max_bytes: int,
+    max_unzipped_bytes: int = _DEFAULTS.max_unzipped_bytes,
+    max_zip_ratio: float = _DEFAULTS.max_zip_ratio,
+) -> ParsedDocument:
     """Read and parse one file; its size is checked before it is read."""
     try:
         size = path.stat().st_size
@@ -69,15 +81,35 @@ def load_path(path: Path, source: str, *, max_bytes: int) -> ParsedDocument:
         raise PathNotFound(f"{source}: no such file or directory") from e
     except OSError as e:
         raise IngestError(f"{source}: cannot read the file ({e.strerror or e})") from e
-    return load_bytes(data, source, max_bytes=max_bytes)
+    return load_bytes(
+        data,
+        source,
+        max_bytes=max_bytes,
+        max_unzipped_bytes=max_unzipped_bytes,
+        max_zip_ratio=max_zip_ratio,
+    )
 
 
-def load_bytes(data: bytes, source: str, *, max_bytes: int) -> ParsedDocument:
-    """Parse a file's raw bytes. ``source`` names it in errors and in the document."""
+def load_bytes(
+    data: bytes,
+    source: str,
+    *,
+    max_bytes: int,
+    max_unzipped_bytes: int = _DEFAULTS.max_unzipped_bytes,
+    max_zip_ratio: float = _DEFAULTS.max_zip_ratio,
+) -> ParsedDocument:
+    """Parse a file's raw bytes. ``source`` names it in errors and in the document.
+
+    The limits are ``ingest.max_file_bytes``, ``ingest.max_unzipped_bytes`` and
+    ``ingest.max_zip_ratio``; a zip-based format is checked against the last two before
+    it is parsed.
+    """
     _check_size(source, len(data), max_bytes)
     sha = hashlib.sha256(data).hexdigest()
     media_type = detect_media_type(data, source)
     loader = LOADERS[media_type]
+    if loader.kind == "zip":
+        check_archive(data, source, max_unzipped_bytes=max_unzipped_bytes, max_ratio=max_zip_ratio)
     builder, meta = loader.parse(data, source)
     text, blocks = builder.build()
     if not text:
