@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from generation.compose import AnswerComposer
     from generation.pipeline import QueryPipeline
     from generation.ports import LLM
+    from generation.prompt import GroundedPromptBuilder
     from ingest.embedding import SentenceTransformerEmbedder
     from ingest.pipeline import IngestPipeline
-    from retrieval.prompt import GroundedPromptBuilder
     from retrieval.retriever import HybridRetriever
     from retrieval.store import IndexStore
 
@@ -97,7 +97,7 @@ class Platform:
 
     @cached_property
     def prompt_builder(self) -> GroundedPromptBuilder:
-        from retrieval.prompt import GroundedPromptBuilder
+        from generation.prompt import GroundedPromptBuilder
 
         with self._lock:
             llm = self.llm

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from core import types
 from core.db import ApiKeyRow, CollectionRow, DocumentRow
 from core.settings import LLMSettings
+from generation.prompt import stop_strings
 
 # -- documents and collections ------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class SamplingIn(BaseModel):
             repeat_penalty=(
                 llm.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty
             ),
-            stop=tuple(llm.stop if self.stop is None else self.stop),
+            stop=stop_strings(stop=llm.stop if self.stop is None else self.stop),
         )
 
 

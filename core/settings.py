@@ -88,7 +88,9 @@ class LLMSettings(BaseModel):
     max_tokens: int = Field(64, ge=1, le=4096)
     seed: int = 0
     repeat_penalty: float = Field(1.1, ge=0.0)
-    stop: list[str] = Field(default_factory=lambda: ["\n\n", "Question:", "Passages:"])
+    # None: the prompt's default stop strings (generation.prompt.stop_strings); a list
+    # (RAG_LLM__STOP='["###"]') replaces them. A COMPLETION answer still ends at its line end.
+    stop: list[str] | None = None
     # OpenAI-compatible server (backend="openai").
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_api_key: str = "not-needed"

@@ -206,11 +206,14 @@ class Prompt:
 
     ``sources[i]`` is source ``[i + 1]``. For COMPLETION style ``text`` is the whole
     prompt; for CHAT style ``messages`` holds (role, content) pairs and ``text`` is empty.
+    ``question`` is the question as the prompt asks it (read it here, never parse it
+    back out of the text).
     """
 
     style: PromptStyle
     text: str
     messages: tuple[tuple[str, str], ...]
+    question: str
     sources: tuple[ScoredChunk, ...]
     prompt_tokens: int
     dropped_sources: int = 0  # lowest-ranked sources left out to fit the context window

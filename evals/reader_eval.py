@@ -32,7 +32,7 @@ from core.settings import Settings
 from core.types import Chunk, Prompt, PromptStyle, SamplingParams, ScoredChunk
 from evals.answer_metrics import contains_gold, squad_em, squad_f1, strip_citations
 from generation.ports import LLM
-from retrieval.prompt import COMPLETION_STOP, GroundedPromptBuilder
+from generation.prompt import GroundedPromptBuilder, stop_strings
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "datasets" / "xquad-en" / "xquad.en.json"
@@ -185,9 +185,11 @@ def run_config(
     builder = GroundedPromptBuilder(
         style, llm.count_tokens, llm.n_ctx, max_tokens, count_chat_tokens=count_chat
     )
-    stop = COMPLETION_STOP if style == PromptStyle.COMPLETION else ("\n\n",)
-    params = SamplingParams(
-        temperature=0.0, max_tokens=max_tokens, repeat_penalty=repeat_penalty, stop=stop
+    params = SamplingParams(  # the query path's stop strings for this style
+        temperature=0.0,
+        max_tokens=max_tokens,
+        repeat_penalty=repeat_penalty,
+        stop=stop_strings(style),
     )
     results = []
     for i, case in enumerate(cases, 1):

@@ -39,7 +39,7 @@ from generation.citations import (
     parse_citations,
     words,
 )
-from generation.extract import extract_span, question_from_prompt, unusable_reason
+from generation.extract import extract_span, unusable_reason
 from generation.linear import LinearModel
 from generation.ports import SentenceEmbedder
 
@@ -464,7 +464,7 @@ def make_answer_postprocess(
     comp_model = composer or AnswerComposer.default()
 
     def postprocess(raw: str, prompt: Prompt) -> tuple[str, int | None]:
-        question = question_from_prompt(prompt)
+        question = prompt.question
         cands = Candidates.build(question, prompt.sources, embedder)
         comp = compose(question, raw, prompt, cands, comp_model.select(cands), comp_model)
         if not comp.sentences:

@@ -47,7 +47,7 @@ class Span:
     coverage: float  # share of the model answer's content words in ``sentence``
 
 
-# -- the question and the instruction inside a prompt ----------------------------------------
+# -- the instruction and examples inside a prompt -------------------------------------------
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -55,21 +55,6 @@ def prompt_text(prompt: Prompt) -> str:
     if prompt.style is PromptStyle.CHAT or not prompt.text:
         return "\n".join(content for _, content in prompt.messages)
     return prompt.text
-
-
-def question_from_prompt(prompt: Prompt) -> str:
-    """The question a grounded prompt asks: the text after its last ``Question:`` label
-    (the last user message's last line when there is no label)."""
-    if prompt.style is PromptStyle.CHAT and prompt.messages:
-        text = next((c for r, c in reversed(prompt.messages) if r == "user"), "")
-    else:
-        text = prompt.text
-    idx = text.rfind("Question:")
-    if idx >= 0:
-        return text[idx + len("Question:") :].strip().split("\n", 1)[0].strip()
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.lower().startswith("answer")]
-    return lines[-1] if lines else ""
 
 
 def _shingles(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
@@ -302,7 +287,7 @@ def make_postprocess(
     attributor = Attributor(embedder)
 
     def postprocess(text: str, prompt: Prompt) -> tuple[str, int | None]:
-        question = question_from_prompt(prompt)
+        question = prompt.question
         sources = SourceSentences(prompt.sources, embedder)
         if fallback_only or unusable_reason(text, prompt, question):
             fb = fallback_sentence(question, sources)

@@ -44,10 +44,12 @@ from generation.guards import (
     retrieval_verdict,
 )
 from generation.ports import LLM, PromptBuilder, Retriever, SentenceEmbedder
+from generation.prompt import stop_strings
 
 
 def sampling_from_settings(llm: LLMSettings) -> SamplingParams:
-    """The default sampling parameters of the configured model."""
+    """The default sampling parameters of the configured model (``llm.stop`` None: the
+    default stop strings, ``generation.prompt.stop_strings``)."""
     return SamplingParams(
         temperature=llm.temperature,
         top_p=llm.top_p,
@@ -55,7 +57,7 @@ def sampling_from_settings(llm: LLMSettings) -> SamplingParams:
         max_tokens=llm.max_tokens,
         seed=llm.seed,
         repeat_penalty=llm.repeat_penalty,
-        stop=tuple(llm.stop),
+        stop=stop_strings(stop=llm.stop),
     )
 
 
@@ -198,12 +200,8 @@ class QueryPipeline:
             verdicts.append(answerability_verdict(p, composer, bool(selection.chosen)))
             if verdicts[-1].passed:
                 prompt = self.prompt_builder.build(clean, retrieved, params.max_tokens)
-        if (
-            prompt is not None
-            and prompt.style is PromptStyle.COMPLETION
-            and "\n" not in params.stop
-        ):
-            params = replace(params, stop=(*params.stop, "\n"))  # the answer is one line
+        if prompt is not None:  # a COMPLETION answer is one line: its line end stops it
+            params = replace(params, stop=stop_strings(prompt.style, params.stop))
         return _Context(
             clean, retrieved, prompt, tuple(verdicts), params, t0, retrieve_ms,
             cands, selection, composer, p,

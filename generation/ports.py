@@ -1,6 +1,7 @@
 """Ports the generation stage consumes: the LLM, the retriever and the prompt builder.
 
-The composition root (api/) wires retrieval's implementations into these.
+The composition root (api/) wires retrieval's retriever and generation's own prompt
+builder (``generation.prompt``) into these.
 """
 
 from __future__ import annotations

@@ -22,6 +22,21 @@ def test_sampling_defaults_come_from_settings_and_request_overrides() -> None:
     assert SamplingIn(temperature=0.7).to_core(llm).temperature == 0.7
 
 
+def test_stop_strings_default_to_the_prompt_modules_and_an_override_replaces_them(
+    monkeypatch,
+) -> None:
+    default = ("\n\n", "Question:", "Passages:")  # generation.prompt.DEFAULT_STOP
+    assert SamplingIn().to_core(LLMSettings()).stop == default
+    assert SamplingIn(stop=["##"]).to_core(LLMSettings()).stop == ("##",)
+    assert SamplingIn(stop=[]).to_core(LLMSettings()).stop == ()  # a request may clear them
+    monkeypatch.setenv("RAG_LLM__STOP", '["###", "END"]')
+    llm = Settings().llm
+    assert llm.stop == ["###", "END"]
+    assert SamplingIn().to_core(llm).stop == ("###", "END")
+    monkeypatch.setenv("RAG_LLM__STOP", "[]")
+    assert SamplingIn().to_core(Settings().llm).stop == ()
+
+
 def test_answer_json_shape() -> None:
     src = _chunk(1)
     answer = types.Answer(

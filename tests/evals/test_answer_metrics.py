@@ -43,7 +43,7 @@ def test_contains_gold_is_word_aligned() -> None:
 def test_default_postprocess_takes_the_first_marker() -> None:
     from core.types import Prompt, PromptStyle
 
-    p = Prompt(PromptStyle.COMPLETION, "", (), (), 0)
+    p = Prompt(PromptStyle.COMPLETION, "", (), "", (), 0)
     assert default_postprocess(" the Black Sea [2] [1]", p) == ("the Black Sea [2] [1]", 2)
     assert default_postprocess("no marker", p) == ("no marker", None)
 

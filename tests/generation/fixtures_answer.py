@@ -9,8 +9,8 @@ from functools import cache
 from pathlib import Path
 
 from core.types import Chunk, Prompt, PromptStyle, ScoredChunk
+from generation.prompt import GroundedPromptBuilder
 from ingest.embedding import SentenceTransformerEmbedder
-from retrieval.prompt import GroundedPromptBuilder
 
 XQUAD = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "xquad-en" / "xquad.en.json"
 

@@ -15,15 +15,13 @@ from generation.extract import (
     leak_share,
     make_postprocess,
     novel_specifics,
-    question_from_prompt,
     question_specifics,
     shortest_run,
     unusable_reason,
 )
+from generation.prompt import INSTRUCTION, NOT_IN_SOURCES
 from ingest.embedding import SentenceTransformerEmbedder
-from retrieval.prompt import INSTRUCTION, NOT_IN_SOURCES
 from tests.generation.fixtures_answer import (
-    chat_prompt,
     chunks,
     completion_prompt,
     embedder,
@@ -150,13 +148,6 @@ def test_usable_model_output() -> None:
     # The prompt's own refusal sentence is no answer either (the pipeline checks refusals
     # first and abstains; the reader-eval hook falls back).
     assert unusable_reason(NOT_IN_SOURCES, prompt, question) is not None
-
-
-def test_question_from_prompt() -> None:
-    question, _, para = xquad_case("University_of_Chicago", "Larry Ellison")
-    sources = chunks([para])
-    assert question_from_prompt(completion_prompt(question, sources)) == question
-    assert question_from_prompt(chat_prompt(question, sources)) == question
 
 
 def test_postprocess_copies_attributes_and_falls_back(emb) -> None:

@@ -21,8 +21,8 @@ from generation.guards import (
     retrieval_verdict,
     says_not_found,
 )
+from generation.prompt import INSTRUCTION, NOT_IN_SOURCES
 from ingest.embedding import SentenceTransformerEmbedder
-from retrieval.prompt import INSTRUCTION, NOT_IN_SOURCES
 from tests.generation.fixtures_answer import (
     chunk,
     chunks,

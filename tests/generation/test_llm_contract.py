@@ -99,19 +99,22 @@ def test_overlong_prompt_raises_context_overflow(llm: LLM) -> None:
     with pytest.raises(ContextOverflow):
         llm.chat((("user", prompt),), greedy(8))
     with pytest.raises(ContextOverflow):
-        llm.stream(Prompt(PromptStyle.COMPLETION, prompt, (), (), 0), greedy(8))
+        llm.stream(Prompt(PromptStyle.COMPLETION, prompt, (), "", (), 0), greedy(8))
     # The backend is still usable afterwards.
     assert llm.complete("Hello", greedy(2)).usage.completion_tokens > 0
 
 
 def test_stream_joins_to_complete_text(llm: LLM) -> None:
     params = greedy(24, stop=("\n",))
-    pieces = list(llm.stream(Prompt(PromptStyle.COMPLETION, PASSAGE_PROMPT, (), (), 0), params))
+    prompt = Prompt(
+        PromptStyle.COMPLETION, PASSAGE_PROMPT, (), "When was the Eiffel Tower built?", (), 0
+    )
+    pieces = list(llm.stream(prompt, params))
     assert len(pieces) > 1
     assert "".join(pieces) == llm.complete(PASSAGE_PROMPT, params).text
 
 
 def test_stream_chat_joins_to_chat_text(llm: LLM) -> None:
     params = greedy(16)
-    prompt = Prompt(PromptStyle.CHAT, "", MESSAGES, (), 0)
+    prompt = Prompt(PromptStyle.CHAT, "", MESSAGES, MESSAGES[-1][1], (), 0)
     assert "".join(llm.stream(prompt, params)) == llm.chat(MESSAGES, params).text

@@ -153,6 +153,7 @@ def test_a_span_answer_is_the_short_answer_and_its_sentence_the_answer() -> None
     }
     # Completion prompts answer on one line: a newline stop is added to the sampling.
     assert llm.calls[0][0] == "complete" and "\n" in llm.calls[0][1].stop
+    assert llm.calls[0][1].stop == ("\n\n", "Question:", "Passages:", "\n")
     assert answer.sampling == llm.calls[0][1]
     assert retriever.queries[0] == Query(QUESTION, "docs", 3)
 

@@ -12,7 +12,7 @@ from core.settings import Settings
 from core.types import Answer, Query, ScoredChunk
 from generation.factory import build_llm
 from generation.pipeline import QueryPipeline, sampling_from_settings
-from retrieval.prompt import GroundedPromptBuilder
+from generation.prompt import GroundedPromptBuilder
 from tests.generation.fixtures_answer import embedder, paragraph, scored, xquad_case
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,13 @@ import pytest
 from core.errors import ContextOverflow
 from core.types import Chunk, PromptStyle, ScoredChunk
 from generation.llama_cpp_llm import LlamaCppLLM
-from retrieval.prompt import FEW_SHOT, NOT_IN_SOURCES, GroundedPromptBuilder
+from generation.prompt import (
+    DEFAULT_STOP,
+    FEW_SHOT,
+    NOT_IN_SOURCES,
+    GroundedPromptBuilder,
+    stop_strings,
+)
 
 
 def sc(i: int, text: str, *, page: int | None = None, source: str | None = None) -> ScoredChunk:
@@ -55,6 +61,28 @@ def test_chat_prompt_is_system_plus_user() -> None:
     assert (r1, r2) == ("system", "user")
     assert NOT_IN_SOURCES in system and "[n]" in system
     assert "[1] (towers.pdf, p. 3)" in user and user.endswith("Question: When?")
+
+
+@pytest.mark.parametrize("style", [PromptStyle.COMPLETION, PromptStyle.CHAT])
+def test_prompt_carries_the_question_it_asks(style: PromptStyle) -> None:
+    # Whitespace is collapsed as in the prompt; a "Question:" inside the question stays.
+    asked = "  Question: when was\nthe  tower built? "
+    p = GroundedPromptBuilder(style, words, 4096, 64).build(asked, SOURCES)
+    assert p.question == "Question: when was the tower built?"
+    shown = p.text if style is PromptStyle.COMPLETION else p.messages[-1][1]
+    assert f"Question: {p.question}" in shown
+
+
+def test_stop_strings_are_defined_once_per_style() -> None:
+    assert stop_strings() == DEFAULT_STOP == ("\n\n", "Question:", "Passages:")
+    # A COMPLETION answer is one line: its line end is added, also to a user's stops.
+    assert stop_strings(PromptStyle.COMPLETION) == (*DEFAULT_STOP, "\n")
+    assert stop_strings(PromptStyle.CHAT) == DEFAULT_STOP
+    assert stop_strings(PromptStyle.COMPLETION, ["##"]) == ("##", "\n")
+    assert stop_strings(PromptStyle.COMPLETION, ["\n", "##"]) == ("\n", "##")
+    assert stop_strings(PromptStyle.CHAT, ["##"]) == ("##",)
+    assert stop_strings(PromptStyle.CHAT, []) == ()  # an explicit empty list: no stops
+    assert stop_strings(stop=["##"]) == ("##",)
 
 
 def test_drops_lowest_ranked_sources_to_fit() -> None:

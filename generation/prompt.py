@@ -9,10 +9,14 @@ model's own tokenizer (the ``count_tokens`` callable) so that
 ``prompt.prompt_tokens + max_tokens <= n_ctx`` always holds: a source longer than
 ``max_source_tokens`` is cut, the lowest-ranked sources are dropped first, and when
 not even the question with one source fits, ``ContextOverflow`` is raised.
+``prompt.question`` is the question as the prompt asks it: nothing parses prompt text back.
 
 COMPLETION style is a few-shot extractive prompt ending in ``Answer:`` (measured best
 for the base Gemma 3 270M, notes/small-llm-baseline.md); the worked examples use
 made-up passages, never the real ones. CHAT style is a system + user message pair.
+
+The stop strings that end an answer are defined here, once (``stop_strings``): the
+settings, the query pipeline and the reader eval all take them from here.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from core.types import Prompt, PromptStyle, ScoredChunk
 
 NOT_IN_SOURCES = "The answer is not in the sources."
 
-# Stop strings that end a COMPLETION-style answer (one line, no next example).
-COMPLETION_STOP: tuple[str, ...] = ("\n", "Question:", "Passages:")
+# Where an answer ends unless the settings or the request name other stop strings: a blank
+# line, or the model starting the prompt's next label (a new example, a new question).
+DEFAULT_STOP: tuple[str, ...] = ("\n\n", "Question:", "Passages:")
+# A COMPLETION answer is one line ("Answer: ..."): it ends at the line end whatever is set.
+_LINE_END = "\n"
 
 INSTRUCTION = (
     "Answer the question using only the numbered passages. Copy the answer words from "
@@ -59,6 +66,24 @@ FEW_SHOT = (
 )
 
 _WS = re.compile(r"\s+")
+
+
+def stop_strings(
+    style: PromptStyle | None = None, stop: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """The stop strings that end an answer: ``stop`` when given (``RAG_LLM__STOP``, a
+    request's ``sampling.stop``: they replace the defaults), else ``DEFAULT_STOP``; for a
+    COMPLETION ``style`` the line end is added, its answer being one line. ``style`` None:
+    before a prompt is built (sampling from the settings).
+
+        stop_strings()                          # ("\\n\\n", "Question:", "Passages:")
+        stop_strings(PromptStyle.COMPLETION)    # the same and "\\n"
+        stop_strings(PromptStyle.CHAT, ["##"])  # ("##",)
+    """
+    out = DEFAULT_STOP if stop is None else tuple(stop)
+    if style is PromptStyle.COMPLETION and _LINE_END not in out:
+        out += (_LINE_END,)
+    return out
 
 
 def _clean(text: str) -> str:
@@ -182,6 +207,7 @@ class GroundedPromptBuilder:
             style=self.style,
             text=text,
             messages=messages,
+            question=_clean(question),
             sources=tuple(srcs[:keep]),
             prompt_tokens=n,
             dropped_sources=len(srcs) - keep,
