@@ -38,6 +38,7 @@ serve: install
 # Install and run the whole test suite (slow end-to-end tests included).
 test: install
 	$(VENV)/bin/ruff check core ingest retrieval generation api evals bench tests
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # Speed and scale benchmarks; each prints its table and writes it under bench/results/.

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from core.errors import InvalidRequest, RagError
 from core.settings import Settings
-from core.types import DEFAULT_TENANT, CollectionRef, IngestOutcome, Query, check_tenant
+from core.types import DEFAULT_TENANT, CollectionKey, IngestOutcome, Query, check_tenant
 
 app = typer.Typer(
     help="rag-platform: grounded answers with cited sources from your own documents.",
@@ -69,12 +69,13 @@ TenantOpt = Annotated[
 ]
 
 
-def _ref(collection: str | None, tenant: str, settings: Settings) -> CollectionRef:
-    return CollectionRef(collection or settings.default_collection, tenant)
+def _ref(collection: str | None, tenant: str, settings: Settings) -> CollectionKey:
+    """The --collection of the --tenant: resolved here, once; stages take the key."""
+    return CollectionKey(tenant, collection or settings.default_collection)
 
 
-def _shown(ref: CollectionRef) -> str:
-    return str(ref) if ref.tenant == DEFAULT_TENANT else f"{ref} (tenant {ref.tenant})"
+def _shown(key: CollectionKey) -> str:
+    return key.name if key.tenant == DEFAULT_TENANT else f"{key.name} (tenant {key.tenant})"
 
 
 class _State:
@@ -137,6 +138,13 @@ def ingest(
     id_field: Annotated[str, typer.Option(help="JSONL: the document id field")] = "_id",
     text_field: Annotated[str, typer.Option(help="JSONL: the text field")] = "text",
     title_field: Annotated[str, typer.Option(help="JSONL: the title field")] = "title",
+    source_prefix: Annotated[
+        str,
+        typer.Option(
+            help="put before every source: a document is its path relative to the folder "
+            "given, so `rag ingest docs/ --source-prefix docs` names files as `rag ingest .` does"
+        ),
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and folders; prints per file: ingested / unchanged / replaced / failed."""
@@ -164,7 +172,7 @@ def ingest(
                 progress.console.print(f"[{style}]{o.status:9}[/] {o.source}{chunks}{reason}")
 
         report = platform.ingest.ingest_paths(
-            paths, name, jsonl=fields, on_progress=on_progress
+            paths, name, jsonl=fields, on_progress=on_progress, source_prefix=source_prefix
         )
     counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in _STATUS_STYLE}
     if as_json:
@@ -341,9 +349,7 @@ def eval_retrieval(
     """BM25 alone, dense alone and hybrid (each fusion mode) on a public data set: one table."""
     from evals.retrieval_eval import eval_collection_name, evaluate_retrieval, render_table
 
-    collection = None  # the default tenant's eval-<dataset>
-    if tenant != DEFAULT_TENANT:
-        collection = CollectionRef(eval_collection_name(_dataset_name(dataset)), tenant)
+    collection = CollectionKey(tenant, eval_collection_name(_dataset_name(dataset)))
     result = evaluate_retrieval(_settings(), dataset, split, collection=collection)
     if as_json:
         _print_json(result.to_json())
@@ -400,7 +406,7 @@ def eval_answers(
 
         result = evaluate_answers(
             platform.query, platform.ingest, platform.engine, spec.cases,
-            CollectionRef(spec.collection, tenant), top_k=top_k, corpus=spec.corpus,
+            CollectionKey(tenant, spec.collection), top_k=top_k, corpus=spec.corpus,
             progress=on_message, on_case=on_case,
         )  # fmt: skip
     if out_file is not None:
@@ -447,11 +453,9 @@ def tune(
         return
     if not dataset:
         raise InvalidRequest("--dataset is required (scifact, squad or xquad)")
-    target: str | None = collection
-    if tenant != DEFAULT_TENANT:
-        from evals.retrieval_eval import eval_collection_name
+    from evals.retrieval_eval import eval_collection_name
 
-        target = CollectionRef(collection or eval_collection_name(_dataset_name(dataset)), tenant)
+    target = CollectionKey(tenant, collection or eval_collection_name(_dataset_name(dataset)))
     result = tune_fusion(_settings(), target, dataset, split)
     if as_json:
         _print_json(result.to_json())
@@ -471,7 +475,7 @@ def _tune_abstention(
     aset = load_answer_set(dataset, require_passages=collection is None)
     platform = _platform()
     if collection is None:  # the data set's own passages, ingested as `rag eval answers` does
-        ref = CollectionRef(aset.collection, tenant)
+        ref = CollectionKey(tenant, aset.collection)
         ensure_collection(platform.engine, platform.ingest, aset.corpus, ref, err.print)
     else:
         ref = _ref(collection, tenant, platform.settings)

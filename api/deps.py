@@ -1,16 +1,18 @@
-"""FastAPI dependencies: the settings, the platform (both set by create_app) and the
-caller's tenant (from its API key)."""
+"""FastAPI dependencies: the settings, the platform (both set by create_app), the
+caller's tenant (from its API key) and the collection a path names, resolved once here
+into a ``CollectionKey`` (tenant, name) that the stages take."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, Request, Security
+from fastapi import BackgroundTasks, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Caller
 from api.platform import Platform
 from core.settings import Settings
+from core.types import COLLECTION_NAME_RULE, CollectionKey
 
 
 def get_platform(request: Request) -> Platform:
@@ -54,3 +56,19 @@ def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_collection_key(
+    tenant: TenantDep,
+    name: Annotated[str, Path(description=f"the collection: {COLLECTION_NAME_RULE}")],
+) -> CollectionKey:
+    """The caller's collection named in the path; 422 naming the rule for a bad name."""
+    return CollectionKey(tenant, name)
+
+
+CollectionDep = Annotated[CollectionKey, Depends(get_collection_key)]
+
+
+def collection_key(tenant: str, name: str | None, settings: Settings) -> CollectionKey:
+    """The caller's collection named in a request body (the default one when omitted)."""
+    return CollectionKey(tenant, name or settings.default_collection)

@@ -4,7 +4,7 @@
     platform.startup()                      # repair indexes against SQL, finish crashed ingests
     report = platform.ingest.ingest_paths([Path("examples")], "default")
     answer = platform.query.answer("What is RRF?", "default")
-    answer = platform.query.answer("…", CollectionRef("docs", tenant="acme"))  # a tenant's
+    answer = platform.query.answer("…", CollectionKey("acme", "docs"))  # a tenant's
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from core.db import make_engine
 from core.settings import Settings
+from core.types import CollectionKey
 
 if TYPE_CHECKING:
     from api.auth import ApiKeyAuth
@@ -124,7 +125,7 @@ class Platform:
                 composer_for=self.composer_for,
             )
 
-    def composer_for(self, collection: str) -> AnswerComposer:
+    def composer_for(self, collection: CollectionKey) -> AnswerComposer:
         """The collection's own answer models (``rag tune --abstention``), else the
         defaults fitted on ClapNQ-tune."""
         from sqlalchemy.orm import Session

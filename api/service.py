@@ -1,7 +1,6 @@
 """Read-side helpers shared by the REST routers and the CLI (no business logic).
 
-A collection argument is a name scoped to its tenant (``core.types.CollectionRef``; a
-plain ``str`` is the "default" tenant's).
+A collection argument is a ``core.types.CollectionKey`` (tenant, name).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.platform import Platform
 from api.schemas import CollectionPublic, CollectionsPublic, DocumentPublic, DocumentsPublic
 from core import db
+from core.types import CollectionKey
 
 
 def list_collections(platform: Platform, tenant: str | None) -> CollectionsPublic:
@@ -37,14 +37,16 @@ def list_collections(platform: Platform, tenant: str | None) -> CollectionsPubli
     return CollectionsPublic(data=data, count=len(data))
 
 
-def list_documents(platform: Platform, collection: str) -> DocumentsPublic:
+def list_documents(platform: Platform, collection: CollectionKey) -> DocumentsPublic:
     with Session(platform.engine) as s:
         col = db.get_collection(s, collection)
         data = [DocumentPublic.of(d, col.name) for d in db.list_documents(s, col.id)]
     return DocumentsPublic(data=data, count=len(data))
 
 
-def get_document(platform: Platform, collection: str, document_id: str) -> DocumentPublic:
+def get_document(
+    platform: Platform, collection: CollectionKey, document_id: str
+) -> DocumentPublic:
     with Session(platform.engine) as s:
         col = db.get_collection(s, collection)
         return DocumentPublic.of(db.get_document(s, col.id, document_id), col.name)

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core import db
     from core.settings import Settings
+    from core.types import CollectionKey
     from evals.datasets import default_datasets_dir
     from ingest.embedding import SentenceTransformerEmbedder
     from ingest.pipeline import IngestPipeline
@@ -94,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         raw_before = raw_encode(raw, texts, ing.embed_batch_size)
 
         t0 = time.perf_counter()
-        report = pipeline.ingest_paths([corpus], "bench")
+        report = pipeline.ingest_paths([corpus], CollectionKey.default("bench"))
         pipe_s = time.perf_counter() - t0
         n_chunks = report.chunks
         with Session(engine) as s:
-            cid = db.get_collection(s, "bench").id
+            cid = db.get_collection(s, CollectionKey.default("bench")).id
             stored = list(
                 s.scalars(
                     select(db.ChunkRow.text)

@@ -120,6 +120,7 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
 
     from core import db
     from core.settings import Settings
+    from core.types import CollectionKey
     from ingest.embedding import SentenceTransformerEmbedder
     from retrieval.retriever import HybridRetriever
     from retrieval.store import IndexStore
@@ -138,7 +139,7 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
     settings = Settings(data_dir=tmp)
     engine = db.make_engine(settings.db_url)
     with Session(engine) as s, s.begin():
-        cid = db.get_or_create_collection(s, "bench").id
+        cid = db.get_or_create_collection(s, CollectionKey.default("bench")).id
 
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up the model"])

@@ -4,11 +4,10 @@ SQLAlchemy 2.0 typed ORM. The caller owns the transaction; nothing here commits:
 
     engine = make_engine(settings.db_url)
     with Session(engine) as s, s.begin():
-        col = get_or_create_collection(s, "docs", tenant="acme")
+        col = get_or_create_collection(s, CollectionKey("acme", "docs"))
 
 Collections belong to a tenant and their names are unique per tenant. Every lookup
-takes the tenant: explicitly, or from a ``core.types.CollectionRef`` passed as the name
-(a plain ``str`` name means the "default" tenant).
+takes a ``core.types.CollectionKey`` (tenant, name); a plain string is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from core import types
 from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
-from core.types import DEFAULT_TENANT, tenant_of
+from core.types import DEFAULT_TENANT, CollectionKey, require_key
 
 log = logging.getLogger(__name__)
 
@@ -316,50 +315,42 @@ def blob_to_vector(b: bytes) -> np.ndarray:
 # -- collections -------------------------------------------------------------------------
 
 
-def find_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow | None:
-    """The tenant's collection called ``name``, or None.
-
-    ``tenant`` None: the tenant of ``name`` (a ``CollectionRef``'s, else "default").
-    Another tenant's collection of that name is never returned.
-    """
-    owner = tenant if tenant is not None else tenant_of(name)
+def find_collection(s: Session, key: CollectionKey) -> CollectionRow | None:
+    """The collection ``key`` names (its tenant's), or None. Another tenant's collection
+    of that name is never returned; a plain string is refused (``TypeError``)."""
+    key = require_key(key)
     return s.scalar(
         select(CollectionRow).where(
-            CollectionRow.tenant == owner, CollectionRow.name == str(name)
+            CollectionRow.tenant == key.tenant, CollectionRow.name == key.name
         )
     )
 
 
-def get_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow:
+def get_collection(s: Session, key: CollectionKey) -> CollectionRow:
     """Like ``find_collection``; ``CollectionNotFound`` when the tenant has none of that
     name (the same message whether or not another tenant has one)."""
-    row = find_collection(s, name, tenant)
+    row = find_collection(s, key)
     if row is None:
-        raise CollectionNotFound(f"collection '{name}' does not exist")
+        raise CollectionNotFound(f"collection '{key.name}' does not exist")
     return row
 
 
-def collection_answer_models(s: Session, name: str) -> dict[str, Any] | None:
+def collection_answer_models(s: Session, key: CollectionKey) -> dict[str, Any] | None:
     """The collection's own fitted answer models, or None (none stored, or no such
     collection: the defaults apply)."""
-    owner = tenant_of(name)
-    return s.scalar(
-        select(CollectionRow.answer_models).where(
-            CollectionRow.tenant == owner, CollectionRow.name == str(name)
-        )
-    )
+    row = find_collection(s, key)
+    return row.answer_models if row is not None else None
 
 
-def set_answer_models(s: Session, name: str, models: dict[str, Any] | None) -> None:
+def set_answer_models(s: Session, key: CollectionKey, models: dict[str, Any] | None) -> None:
     """Store (None: remove) the collection's own answer models; ``CollectionNotFound``."""
-    get_collection(s, name).answer_models = models
+    get_collection(s, key).answer_models = models
 
 
-def get_or_create_collection(s: Session, name: str, tenant: str | None = None) -> CollectionRow:
-    owner = tenant if tenant is not None else tenant_of(name)
-    row = find_collection(s, name, owner)
+def get_or_create_collection(s: Session, key: CollectionKey) -> CollectionRow:
+    row = find_collection(s, key)
     if row is None:
-        row = CollectionRow(id=new_id(), tenant=owner, name=str(name))
+        row = CollectionRow(id=new_id(), tenant=key.tenant, name=key.name)
         s.add(row)
         s.flush()
     return row

@@ -33,50 +33,61 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-class CollectionRef(str):
-    """A collection name scoped to the tenant that owns it.
+# A collection name: 1-128 letters, digits, '_', '.' or '-' (Unicode letters and digits
+# too), starting with a letter, digit or '_'. No spaces, control or format characters.
+_COLLECTION_RE = re.compile(r"\w[\w.-]{0,127}")
+COLLECTION_NAME_RULE = (
+    "1 to 128 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
+)
 
-    It *is* the name (a ``str``), so the stages' ``collection: str`` parameters and their
-    messages take it unchanged, and it carries ``tenant``: ``core.db`` resolves it by
-    (tenant, name). A plain ``str`` names a collection of the "default" tenant. Equality
-    and hashing include the tenant, so two tenants' "docs" never share a cache entry.
 
-        ref = CollectionRef("docs", tenant="acme")
-        ref == "docs"                      # False: "docs" is the default tenant's
-        tenant_of(ref), str(ref)           # ("acme", "docs")
+def check_collection_name(name: str) -> str:
+    """``name`` when it is a valid collection name, else ``InvalidRequest`` naming the
+    rule (``COLLECTION_NAME_RULE``)."""
+    if not isinstance(name, str) or _COLLECTION_RE.fullmatch(name) is None:
+        shown = name if isinstance(name, str) and len(name) <= 40 else f"{str(name)[:40]}…"
+        raise InvalidRequest(f"invalid collection name {shown!r}: use {COLLECTION_NAME_RULE}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionKey:
+    """A collection: the tenant that owns it and its name (unique per tenant).
+
+    Not a ``str``: formatting, ``str()`` or string methods cannot turn another tenant's
+    collection into the default tenant's, and every stage and SQL lookup refuses a plain
+    string (``require_key``). The tenant is resolved once where a request enters (the
+    API's auth dependency, the CLI's ``--tenant``).
+
+        key = CollectionKey("acme", "docs")
+        CollectionKey.default("docs")          # the default tenant's (auth off, the CLI)
+        str(key)                               # "docs": for messages only
     """
 
     tenant: str
+    name: str
 
-    def __new__(cls, name: str, tenant: str = DEFAULT_TENANT) -> CollectionRef:
-        self = super().__new__(cls, name)
-        self.tenant = check_tenant(tenant)
-        return self
+    def __post_init__(self) -> None:
+        check_tenant(self.tenant)
+        check_collection_name(self.name)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, str):
-            return NotImplemented
-        return str.__eq__(self, other) and self.tenant == tenant_of(other)
+    @classmethod
+    def default(cls, name: str) -> CollectionKey:
+        return cls(DEFAULT_TENANT, name)
 
-    def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
-    def __hash__(self) -> int:
-        # The default tenant's ref hashes as its plain name, which it equals.
-        name = str.__str__(self)
-        return hash(name) if self.tenant == DEFAULT_TENANT else hash((name, self.tenant))
-
-    def __repr__(self) -> str:
-        return f"CollectionRef({str.__str__(self)!r}, tenant={self.tenant!r})"
-
-    def __reduce__(self) -> tuple[type[CollectionRef], tuple[str, str]]:
-        return (CollectionRef, (str.__str__(self), self.tenant))
+    def __str__(self) -> str:
+        return self.name
 
 
-def tenant_of(collection: str) -> str:
-    """The tenant a collection name belongs to: a ``CollectionRef``'s, else "default"."""
-    return collection.tenant if isinstance(collection, CollectionRef) else DEFAULT_TENANT
+def require_key(collection: object) -> CollectionKey:
+    """``collection`` when it is a ``CollectionKey``; ``TypeError`` for anything else
+    (a plain name would silently lose its tenant)."""
+    if not isinstance(collection, CollectionKey):
+        raise TypeError(
+            f"a collection is a CollectionKey(tenant, name), not {type(collection).__name__} "
+            f"{collection!r}: a bare name has no tenant"
+        )
+    return collection
 
 
 class PromptStyle(StrEnum):
@@ -162,7 +173,7 @@ class Filter:
 @dataclass(frozen=True, slots=True)
 class Query:
     text: str
-    collection: str
+    collection: CollectionKey
     top_k: int = 5
     filter: Filter = field(default_factory=Filter)
 

@@ -11,7 +11,8 @@ the citations name the question's passage, token F1 / recall against the gold an
     platform.startup()
     spec = load_answer_set("clapnq", n=60, seed=0)          # stratified, seeded subset
     result = evaluate_answers(platform.query, platform.ingest, platform.engine,
-                              spec.cases, spec.collection, corpus=spec.corpus)
+                              spec.cases, CollectionKey.default(spec.collection),
+                              corpus=spec.corpus)
     render_table(result, Console())
     json.dumps(result.to_json())                             # figures and per-case rows
 """
@@ -30,7 +31,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from core.errors import InvalidRequest
-from core.types import Answer
+from core.types import Answer, CollectionKey
 from evals.answer_metrics import answer_tokens, squad_f1, strip_citations, token_recall
 from evals.datasets import AnswerCase, RetrievalDataset, load_clapnq, load_dataset
 from evals.retrieval_eval import (
@@ -432,7 +433,7 @@ def evaluate_answers(
     ingest: IngestPipeline,
     engine: Engine,
     cases: Sequence[AnswerCase],
-    collection: str,
+    collection: CollectionKey,
     *,
     top_k: int = 5,
     corpus: RetrievalDataset | None = None,
@@ -487,7 +488,7 @@ def evaluate_answers(
     }
     return AnswerEvalResult(
         dataset=ds.name,
-        collection=str(collection),
+        collection=collection.name,
         top_k=top_k,
         rows=tuple(rows),
         figures=answer_figures(rows),

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidRequest
-from core.types import Filter, Query
+from core.types import CollectionKey, Filter, Query
 from evals.answer_metrics import squad_f1, token_recall
 from evals.datasets import AnswerCase
 from generation.citations import words
@@ -84,7 +84,7 @@ def collect(
     retriever: Retriever,
     embedder: SentenceEmbedder,
     cases: Sequence[AnswerCase],
-    collection: str,
+    collection: CollectionKey,
     *,
     top_k: int = 5,
     progress: Progress | None = None,
@@ -453,7 +453,7 @@ def tune_answer_models(
     retriever: Retriever,
     embedder: SentenceEmbedder,
     engine: Any,
-    collection: str,
+    collection: CollectionKey,
     cases: Sequence[AnswerCase],
     *,
     dataset: str,
@@ -492,7 +492,7 @@ def tune_answer_models(
     if store:
         with Session(engine) as s, s.begin():
             set_answer_models(s, collection, composer.to_json())
-    return AnswerTuneResult(str(collection), dataset, report, composer, has_labels, store)
+    return AnswerTuneResult(collection.name, dataset, report, composer, has_labels, store)
 
 
 # -- command line ------------------------------------------------------------------------
@@ -540,7 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     platform = Platform(Settings(data_dir=args.data_dir))
     platform.startup()
     aset = load_answer_set(args.data or "clapnq", distractors=args.distractors)
-    ensure_collection(platform.engine, platform.ingest, aset.corpus, aset.collection, say)
+    key = CollectionKey.default(aset.collection)
+    ensure_collection(platform.engine, platform.ingest, aset.corpus, key, say)
     if args.cache and args.cache.is_file():
         with args.cache.open("rb") as f:
             rows = pickle.load(f)
@@ -549,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             platform.retriever,
             platform.embedder,
             aset.cases,
-            aset.collection,
+            key,
             top_k=args.top_k,
             progress=say,
         )

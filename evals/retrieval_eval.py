@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from core.db import ChunkRow, CollectionRow, DocumentRow, find_collection
 from core.errors import InvalidRequest
 from core.settings import FusionMode, IngestSettings, RetrievalSettings, Settings
+from core.types import CollectionKey
 from evals.datasets import RetrievalDataset, dataset_spec, load_dataset, resolve_split
 from evals.metrics import evaluate_run
 
@@ -195,13 +196,13 @@ class CollectionState:
 
 
 def collection_state(
-    engine: Engine, name: str, doc_ids: Sequence[str], recipe: str | None = None
+    engine: Engine, name: CollectionKey, doc_ids: Sequence[str], recipe: str | None = None
 ) -> CollectionState:
     """How much of ``doc_ids`` the collection holds ready (made with ``recipe``, if given:
     chunks of other settings or another embedding model count as missing)."""
     wanted = set(doc_ids)
     with Session(engine) as s:
-        col = find_collection(s, name)  # the tenant's: a CollectionRef's, else "default"'s
+        col = find_collection(s, name)
         cid = col.id if col is not None else None
         if cid is None:
             return CollectionState(None, 0, 0, 0)
@@ -223,7 +224,7 @@ def ensure_collection(
     engine: Engine,
     pipeline: Any,
     ds: RetrievalDataset,
-    name: str,
+    name: CollectionKey,
     progress: Progress | None = None,
 ) -> tuple[str, bool]:
     """Ingest the data set's corpus into ``name`` unless it already holds all of it,
@@ -251,7 +252,9 @@ def ensure_collection(
     return state.collection_id, True
 
 
-def ingest_corpus(pipeline: Any, corpus: Mapping[str, tuple[str, str]], name: str) -> Any:
+def ingest_corpus(
+    pipeline: Any, corpus: Mapping[str, tuple[str, str]], name: CollectionKey
+) -> Any:
     """Send corpus entries through the pipeline's JSONL path (source = doc id)."""
     from ingest.jsonl import JsonlFields
 
@@ -389,7 +392,7 @@ def evaluate_retrieval(
     methods: Sequence[str] | None = None,
     datasets_dir: str | Path | None = None,
     progress: Progress | None = None,
-    collection: str | None = None,
+    collection: CollectionKey | None = None,
     chunk_k: int | None = None,
 ) -> RetrievalEvalResult:
     """Build (or reuse) the data set's collection and score every method on ``split``.
@@ -410,7 +413,7 @@ def evaluate_retrieval(
     if unknown:
         raise InvalidRequest(f"unknown method '{unknown[0]}'; choose from {', '.join(METHODS)}")
     ds = load_dataset(dataset, split, datasets_dir)
-    name = collection or eval_collection_name(ds.name)
+    name = collection or CollectionKey.default(eval_collection_name(ds.name))
 
     engine, embedder, store = open_stores(settings)
     pipeline = IngestPipeline(engine, embedder, store, eval_ingest_settings(settings, dataset))
@@ -430,7 +433,7 @@ def evaluate_retrieval(
         collection_id,
         ds,
         specs,
-        collection=name,
+        collection=name.name,
         chunk_k=chunk_k or settings.retrieval.candidate_k,
         progress=progress,
     )

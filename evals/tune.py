@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from core import db
 from core.errors import InvalidRequest
 from core.settings import FusionMode, Settings
+from core.types import CollectionKey
 from evals.datasets import RetrievalDataset, dataset_spec, load_dataset
 from evals.metrics import evaluate_run, parse_metric
 from evals.retrieval_eval import (
@@ -167,7 +168,9 @@ def pick_best(rows: Sequence[TuneRow]) -> TuneRow:
     return best
 
 
-def store_best(engine: Any, collection: str, best: TuneRow, evidence: dict[str, Any]) -> None:
+def store_best(
+    engine: Any, collection: CollectionKey, best: TuneRow, evidence: dict[str, Any]
+) -> None:
     """Write the best parameters and the figure they reached to the collection row."""
     with Session(engine) as s, s.begin():
         row = db.get_collection(s, collection)
@@ -179,7 +182,7 @@ def store_best(engine: Any, collection: str, best: TuneRow, evidence: dict[str, 
 
 def tune_fusion(
     settings: Settings,
-    collection: str | None,
+    collection: CollectionKey | None,
     dataset: str,
     split: str | None = None,
     *,
@@ -200,7 +203,7 @@ def tune_fusion(
     spec = dataset_spec(dataset)
     split = split or spec.train_split
     ds = load_dataset(spec.name, split, datasets_dir)
-    name = collection or eval_collection_name(spec.name)
+    name = collection or CollectionKey.default(eval_collection_name(spec.name))
 
     t0 = time.perf_counter()
     engine, embedder, index_store = open_stores(settings)
@@ -211,7 +214,7 @@ def tune_fusion(
             f"must be the data set's doc ids); tune it on the collection 'eval-{spec.name}' "
             "or ingest the data set's corpus into it first"
         )
-    if state.collection_id is None or str(name) == eval_collection_name(spec.name):
+    if state.collection_id is None or name.name == eval_collection_name(spec.name):
         ingest_settings = eval_ingest_settings(settings, spec.name)
         pipeline = IngestPipeline(engine, embedder, index_store, ingest_settings)
         collection_id, _ = ensure_collection(engine, pipeline, ds, name, progress)
@@ -249,7 +252,7 @@ def tune_fusion(
         )
     engine.dispose()
     return TuneResult(
-        collection=name,
+        collection=name.name,
         dataset=spec.name,
         split=split,
         n_queries=n_queries,

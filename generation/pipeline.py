@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from core.settings import GuardSettings, LLMSettings
 from core.types import (
     Answer,
+    CollectionKey,
     Filter,
     Prompt,
     PromptStyle,
@@ -31,6 +32,7 @@ from core.types import (
     Timings,
     Usage,
     Verdict,
+    require_key,
 )
 from generation.attribution import Attribution, Attributor, SourceSentences
 from generation.citations import AnswerSentence, parse_citations
@@ -78,7 +80,7 @@ class _Context:
     p_unanswerable: float | None = None
 
 
-ComposerFor = Callable[[str], AnswerComposer]
+ComposerFor = Callable[[CollectionKey], AnswerComposer]
 
 
 class QueryPipeline:
@@ -119,7 +121,7 @@ class QueryPipeline:
     def answer(
         self,
         question: str,
-        collection: str,
+        collection: CollectionKey,
         *,
         top_k: int = 5,
         filter: Filter | None = None,
@@ -140,7 +142,7 @@ class QueryPipeline:
     def stream(
         self,
         question: str,
-        collection: str,
+        collection: CollectionKey,
         *,
         top_k: int = 5,
         filter: Filter | None = None,
@@ -174,11 +176,12 @@ class QueryPipeline:
     def _prepare(
         self,
         question: str,
-        collection: str,
+        collection: CollectionKey,
         top_k: int,
         filter: Filter | None,
         sampling: SamplingParams | None,
     ) -> _Context:
+        require_key(collection)
         t0 = time.perf_counter()
         verdicts = [self.input_guard.check(question)]
         clean = self.input_guard.clean(question)

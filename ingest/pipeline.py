@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -37,9 +38,16 @@ from sqlalchemy.orm import Session
 
 from core import db
 from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
-from core.errors import DocumentTooLarge, IngestError, PathNotFound, RagError
+from core.errors import DocumentTooLarge, IngestError, InvalidRequest, PathNotFound, RagError
 from core.settings import IngestSettings
-from core.types import IngestOutcome, IngestReport, IngestStatus, ParsedDocument
+from core.types import (
+    CollectionKey,
+    IngestOutcome,
+    IngestReport,
+    IngestStatus,
+    ParsedDocument,
+    require_key,
+)
 from ingest.chunking import SPLITTER_VERSION, ChunkDraft, Chunker
 from ingest.jsonl import (
     JSONL_EXTENSIONS,
@@ -129,8 +137,8 @@ class IngestPipeline:
 
     Calls are serialised by a lock (one writer per pipeline); one failing input never
     stops the others: it becomes a "failed" outcome with its reason and error code.
-    A ``collection`` argument is a name of the "default" tenant, or a
-    ``core.types.CollectionRef`` naming another tenant's collection.
+    A ``collection`` argument is a ``core.types.CollectionKey`` (tenant, name); a plain
+    string is refused with ``TypeError``.
     """
 
     def __init__(
@@ -168,25 +176,31 @@ class IngestPipeline:
     def ingest_paths(
         self,
         paths: Sequence[Path],
-        collection: str,
+        collection: CollectionKey,
         *,
         jsonl: JsonlFields | None = None,
         metadata: Mapping[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
+        source_prefix: str = "",
     ) -> IngestReport:
         """Ingest files and folders (recursive, sorted, hidden files skipped).
 
-        A file's source is its path relative to the folder given (its name when given
-        directly). ``.jsonl``/``.ndjson`` files are corpora, one document per line, with
-        the ids as sources (field names from ``jsonl``, BEIR's by default).
+        A document's identity in its collection is its source: ``source_prefix`` joined
+        with the file's path relative to the folder given (its name when the file is given
+        directly). So ``docs/`` and ``.`` name ``docs/a.txt`` differently ("a.txt" and
+        "docs/a.txt") unless ``docs/`` is ingested with ``source_prefix="docs"``.
+        ``.jsonl``/``.ndjson`` files are corpora, one document per line, with the ids as
+        sources (field names from ``jsonl``, BEIR's by default).
         """
         fields = jsonl or JsonlFields()
-        return self._run(collection, self._path_inputs(paths, fields), metadata, on_progress)
+        prefix = check_source_prefix(source_prefix)
+        inputs = self._path_inputs(paths, fields, prefix)
+        return self._run(collection, inputs, metadata, on_progress)
 
     def ingest_files(
         self,
         files: Sequence[tuple[str, bytes]],
-        collection: str,
+        collection: CollectionKey,
         *,
         metadata: Mapping[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
@@ -194,8 +208,9 @@ class IngestPipeline:
         """Ingest in-memory files (REST uploads): (file name, raw bytes) pairs."""
         return self._run(collection, self._file_inputs(files), metadata, on_progress)
 
-    def delete_document(self, collection: str, document_id: str) -> None:
+    def delete_document(self, collection: CollectionKey, document_id: str) -> None:
         """Delete a document: its SQL rows first, then its chunks from the indexes."""
+        require_key(collection)
         with self._lock:
             with Session(self._engine) as s, s.begin():
                 col = db.get_collection(s, collection)
@@ -204,8 +219,9 @@ class IngestPipeline:
                 ids = db.delete_document_rows(s, doc.id)
             self._indexer.delete(collection_id, ids)
 
-    def delete_collection(self, collection: str) -> None:
+    def delete_collection(self, collection: CollectionKey) -> None:
         """Delete a collection with its documents, chunks, jobs and index entries."""
+        require_key(collection)
         with self._lock:
             with Session(self._engine) as s, s.begin():
                 col = db.get_collection(s, collection)
@@ -248,14 +264,17 @@ class IngestPipeline:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def _path_inputs(self, paths: Sequence[Path], fields: JsonlFields) -> Iterator[_Input]:
+    def _path_inputs(
+        self, paths: Sequence[Path], fields: JsonlFields, prefix: str = ""
+    ) -> Iterator[_Input]:
         max_bytes = self._settings.max_file_bytes
         for given in paths:
             path = Path(given)
             if not path.exists():
                 yield _Input(str(given), error=PathNotFound(f"{given}: no such file or directory"))
                 continue
-            for file, source in _walk(path):
+            for file, relative in _walk(path):
+                source = f"{prefix}/{relative}" if prefix else relative
                 if file.suffix.lower() in JSONL_EXTENSIONS:
                     yield from _jsonl_inputs(
                         source,
@@ -263,14 +282,27 @@ class IngestPipeline:
                     )
                     continue
                 try:
-                    yield _Input(source, doc=load_path(file, source, max_bytes=max_bytes))
+                    yield _Input(source, doc=load_path(file, source, **self._limits()))
                 except Exception as e:
                     yield _Input(source, error=e)
+
+    def _limits(self) -> dict[str, Any]:
+        """The loaders' size limits from the ingest settings."""
+        st = self._settings
+        return {
+            "max_bytes": st.max_file_bytes,
+            "max_unzipped_bytes": st.max_unzipped_bytes,
+            "max_zip_ratio": st.max_zip_ratio,
+        }
 
     def _file_inputs(self, files: Sequence[tuple[str, bytes]]) -> Iterator[_Input]:
         max_bytes = self._settings.max_file_bytes
         for name, data in files:
-            source = _upload_source(name)
+            try:
+                source = upload_source(name)
+            except InvalidRequest as e:
+                yield _Input(ascii(name)[1:-1][:60] or "upload", error=e)
+                continue
             if PurePath(source).suffix.lower() in JSONL_EXTENSIONS:
                 if len(data) > max_bytes:  # an upload over the limit arrives cut short
                     yield _Input(
@@ -289,7 +321,7 @@ class IngestPipeline:
                 )
                 continue
             try:
-                yield _Input(source, doc=load_bytes(data, source, max_bytes=max_bytes))
+                yield _Input(source, doc=load_bytes(data, source, **self._limits()))
             except Exception as e:
                 yield _Input(source, error=e)
 
@@ -297,11 +329,12 @@ class IngestPipeline:
 
     def _run(
         self,
-        collection: str,
+        collection: CollectionKey,
         inputs: Iterable[_Input],
         metadata: Mapping[str, Any] | None,
         on_progress: ProgressCallback | None,
     ) -> IngestReport:
+        require_key(collection)
         caller_meta = dict(metadata or {})
         with self._lock:
             self._check_model_length()
@@ -318,7 +351,9 @@ class IngestPipeline:
                 self._finish_job(job_id, job, failed=e)
                 raise
             self._finish_job(job_id, job)
-            return IngestReport(collection=collection, job_id=job_id, outcomes=job.ordered())
+            return IngestReport(
+                collection=collection.name, job_id=job_id, outcomes=job.ordered()
+            )
 
     def _ingest(
         self, collection_id: str, inputs: Iterable[_Input], caller_meta: dict[str, Any], job: _Job
@@ -739,6 +774,22 @@ def _outcome_dict(o: IngestOutcome) -> dict[str, Any]:
     }
 
 
+def check_source_prefix(prefix: str) -> str:
+    """``prefix`` as a clean relative path ("docs", "team/handbook"), or ``InvalidRequest``
+    naming the rule; "" for none."""
+    parts = [p for p in prefix.replace("\\", "/").split("/") if p not in ("", ".")]
+    bad = [
+        p for p in parts
+        if p == ".." or any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in p)
+    ]
+    if bad:
+        raise InvalidRequest(
+            f"--source-prefix {prefix!r}: use a relative path without '..' or control "
+            "characters, e.g. 'docs' or 'team/handbook'"
+        )
+    return "/".join(parts)
+
+
 def _walk(path: Path) -> Iterator[tuple[Path, str]]:
     """(file, source) for a file, or every non-hidden file under a folder, sorted."""
     if not path.is_dir():
@@ -754,10 +805,25 @@ def _walk(path: Path) -> Iterator[tuple[Path, str]]:
                 yield file, file.relative_to(path).as_posix()
 
 
-def _upload_source(name: str) -> str:
-    """An upload's file name as a source: forward slashes, no leading slash or dot parts."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    return "/".join(parts) or "upload"
+# Control, format (bidi overrides such as U+202E, zero-width), surrogate, private-use and
+# unassigned characters never reach a source name.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+UPLOAD_NAME_RULE = (
+    "an uploaded file's name keeps its last path part without control or format "
+    "characters (such as U+202E) and must leave at least one visible character"
+)
+
+
+def upload_source(name: str) -> str:
+    """An uploaded file's name as its document source: the last path part, control and
+    format characters removed, runs of spaces collapsed. ``InvalidRequest`` naming the
+    rule when nothing usable is left. ``"../x/rtl\u202etxt.exe"`` -> ``"rtltxt.exe"``."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(ch for ch in base if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)
+    clean = " ".join(kept.split())
+    if clean in ("", ".", ".."):
+        raise InvalidRequest(f"upload file name {name[:60]!r} is unusable: {UPLOAD_NAME_RULE}")
+    return clean
 
 
 def _jsonl_inputs(

@@ -1,7 +1,7 @@
 """Hybrid retrieval: BM25 and dense search (filtered inside), fusion, MMR, rerank.
 
     retriever = HybridRetriever(engine, store, embedder, settings.retrieval, reranker)
-    chunks = retriever.retrieve(Query("what is x?", collection="docs", top_k=5))
+    chunks = retriever.retrieve(Query("what is x?", CollectionKey.default("docs"), top_k=5))
     hits = retriever.search_ids(collection_id, questions, method="hybrid", k=10)  # evals
 
 Fusion parameters: the explicit ``fusion`` argument, else the collection row's tuned
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from core import db
 from core.errors import CollectionEmpty, InvalidRequest
 from core.settings import FusionMode, RetrievalSettings
-from core.types import Query, ScoredChunk
+from core.types import Query, ScoredChunk, require_key
 from retrieval.dense import normalize
 from retrieval.filters import allowed_chunk_ids
 from retrieval.fusion import FusedHit, Fusion, FusionConfig, single
@@ -145,6 +145,7 @@ class HybridRetriever:
         """
         if method not in _METHODS:
             raise InvalidRequest(f"unknown retrieval method '{method}' (use {_METHODS})")
+        require_key(query.collection)
         top_k = query.top_k
         with Session(self.engine) as s:
             col = db.get_collection(s, query.collection)

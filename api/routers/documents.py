@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api import service
-from api.deps import PlatformDep, TenantDep
+from api.deps import CollectionDep, PlatformDep, TenantDep
 from api.schemas import (
     CollectionsPublic,
     DocumentPublic,
@@ -22,7 +22,6 @@ from api.schemas import (
     IngestReportPublic,
 )
 from core.errors import InvalidRequest
-from core.types import CollectionRef
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -33,10 +32,9 @@ def list_collections(platform: PlatformDep, tenant: TenantDep) -> CollectionsPub
 
 
 @router.delete("/collections/{name}", status_code=204, responses={404: {"model": ErrorResponse}})
-def delete_collection(name: str, platform: PlatformDep, tenant: TenantDep) -> None:
-    ref = CollectionRef(name, tenant)
-    service.list_documents(platform, ref)  # 404 when it does not exist
-    platform.ingest.delete_collection(ref)
+def delete_collection(key: CollectionDep, platform: PlatformDep) -> None:
+    service.list_documents(platform, key)  # 404 when it does not exist
+    platform.ingest.delete_collection(key)
 
 
 @router.post(
@@ -49,9 +47,8 @@ def delete_collection(name: str, platform: PlatformDep, tenant: TenantDep) -> No
     },
 )
 async def upload_documents(
-    name: str,
+    key: CollectionDep,
     platform: PlatformDep,
-    tenant: TenantDep,
     files: Annotated[list[UploadFile], File(description="one or more documents")],
     metadata: Annotated[
         str | None, Form(description="JSON object stored with every uploaded document")
@@ -74,7 +71,7 @@ async def upload_documents(
     limit = settings.ingest.max_file_bytes
     payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
     report = await run_in_threadpool(
-        platform.ingest.ingest_files, payload, CollectionRef(name, tenant), metadata=meta
+        platform.ingest.ingest_files, payload, key, metadata=meta
     )
     body = IngestReportPublic.of(report)
     if body.failed and body.failed == len(body.results):
@@ -107,17 +104,15 @@ def _status_of(error_code: str | None) -> int:
 
 
 @router.get("/collections/{name}/documents", responses={404: {"model": ErrorResponse}})
-def list_documents(name: str, platform: PlatformDep, tenant: TenantDep) -> DocumentsPublic:
-    return service.list_documents(platform, CollectionRef(name, tenant))
+def list_documents(key: CollectionDep, platform: PlatformDep) -> DocumentsPublic:
+    return service.list_documents(platform, key)
 
 
 @router.get(
     "/collections/{name}/documents/{document_id}", responses={404: {"model": ErrorResponse}}
 )
-def get_document(
-    name: str, document_id: str, platform: PlatformDep, tenant: TenantDep
-) -> DocumentPublic:
-    return service.get_document(platform, CollectionRef(name, tenant), document_id)
+def get_document(key: CollectionDep, document_id: str, platform: PlatformDep) -> DocumentPublic:
+    return service.get_document(platform, key, document_id)
 
 
 @router.delete(
@@ -125,5 +120,5 @@ def get_document(
     status_code=204,
     responses={404: {"model": ErrorResponse}},
 )
-def delete_document(name: str, document_id: str, platform: PlatformDep, tenant: TenantDep) -> None:
-    platform.ingest.delete_document(CollectionRef(name, tenant), document_id)
+def delete_document(key: CollectionDep, document_id: str, platform: PlatformDep) -> None:
+    platform.ingest.delete_document(key, document_id)

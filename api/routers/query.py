@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import PlatformDep, TenantDep
+from api.deps import PlatformDep, TenantDep, collection_key
 from api.metrics import QUERIES, QUERY_LATENCY
 from api.schemas import (
     ErrorResponse,
@@ -20,7 +20,7 @@ from api.schemas import (
     retrieved_to_dict,
 )
 from core.errors import RagError
-from core.types import Answer, CollectionRef, Query
+from core.types import Answer, Query
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
@@ -40,7 +40,7 @@ def query(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> dict[s
     try:
         answer = platform.query.answer(
             req.question,
-            CollectionRef(req.collection or settings.default_collection, tenant),
+            collection_key(tenant, req.collection, settings),
             top_k=req.top_k or settings.retrieval.top_k,
             filter=req.filter.to_core(),
             sampling=req.sampling.to_core(settings.llm),
@@ -58,7 +58,7 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
     settings = platform.settings
     events = platform.query.stream(
         req.question,
-        CollectionRef(req.collection or settings.default_collection, tenant),
+        collection_key(tenant, req.collection, settings),
         top_k=req.top_k or settings.retrieval.top_k,
         filter=req.filter.to_core(),
         sampling=req.sampling.to_core(settings.llm),
@@ -86,7 +86,7 @@ def retrieve(req: RetrieveRequest, platform: PlatformDep, tenant: TenantDep) -> 
     chunks = platform.retriever.retrieve(
         Query(
             text=req.query,
-            collection=CollectionRef(req.collection or settings.default_collection, tenant),
+            collection=collection_key(tenant, req.collection, settings),
             top_k=req.top_k or settings.retrieval.top_k,
             filter=req.filter.to_core(),
         ),

@@ -210,3 +210,40 @@ def test_questions_use_only_the_callers_documents(world: World) -> None:
         assert r.json()["error"] == {
             "code": "collection_not_found", "message": "collection 'private' does not exist"
         }
+
+
+@pytest.mark.parametrize("bad", ["a%00b", "docs%0A", "%20", "x" * 10_000, ".hidden", "my%20docs"])
+def test_bad_collection_names_are_refused_naming_the_rule(world: World, bad: str) -> None:
+    for r in (
+        world.alpha.upload(bad, {"a.txt": "Some text about tides."}),
+        world.alpha.get(f"/v1/collections/{bad}/documents"),
+        world.alpha.delete(f"/v1/collections/{bad}"),
+    ):
+        assert r.status_code == 422, (bad[:20], r.status_code, r.text[:200])
+        assert "invalid collection name" in r.json()["error"]["message"]
+        assert "1 to 128 letters" in r.json()["error"]["message"]
+    name = bad.replace("%00", "\x00").replace("%0A", "\n").replace("%20", " ")
+    r = world.alpha.retrieve("tides", name)
+    assert r.status_code == 422 and "invalid collection name" in r.json()["error"]["message"]
+    assert all(len(n) <= 128 and n.strip() == n for n in names(world.alpha))
+
+
+def test_uploaded_file_names_are_cleaned(world: World) -> None:
+    files = [
+        ("../../etc/notes.txt", b"Tide tables for the northern harbour."),
+        ("rtl\u202etxt.exe", b"An executable posing as text."),
+        ("\u200b\u202e", b"A name with nothing visible."),
+    ]
+    r = world.alpha.post(
+        "/v1/collections/names/documents",
+        files=[("files", (n, data, "text/plain")) for n, data in files],
+    )
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    by_source = {o["source"]: o for o in results}
+    assert by_source["notes.txt"]["status"] == "ingested"  # path parts dropped
+    # The bidi override is gone: the name shows as what it is (its text content is text).
+    assert "rtltxt.exe" in by_source and all("\u202e" not in o["source"] for o in results)
+    unusable = [o for o in results if o["error"] and "is unusable" in o["error"]]
+    assert len(unusable) == 1 and unusable[0]["status"] == "failed"
+    assert sources(world.alpha, "names") == {"notes.txt", "rtltxt.exe"}

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.db import collection_answer_models, make_engine
-from core.types import CollectionRef
+from core.types import CollectionKey
 from evals.answer_fit import match_selected, operating_point
 from generation.compose import AnswerComposer
 
@@ -79,7 +79,7 @@ def test_rag_tune_abstention_fits_cross_validates_and_stores(tmp_path: Path) -> 
     assert 0.0 <= cv["figures"]["abstention_f1"] <= 1.0
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'rag.sqlite3'}")
     with Session(engine) as s:
-        stored = collection_answer_models(s, CollectionRef("eval-mine"))
+        stored = collection_answer_models(s, CollectionKey.default("eval-mine"))
     composer = AnswerComposer.from_json(stored)
     assert composer.abstainer.meta["target_precision"] == 0.7
     assert composer.abstainer.threshold == pytest.approx(out["abstention_threshold"], abs=1e-6)

@@ -12,8 +12,12 @@ from sqlalchemy.orm import Session
 
 from core import db
 from core.settings import FusionMode, Settings
+from core.types import CollectionKey
 from evals.retrieval_eval import METHODS, doc_ranking, evaluate_retrieval, render_table
 from evals.tune import render_tune, tune_fusion
+
+K = CollectionKey.default  # a collection of the default tenant
+
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +90,7 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     assert len(tuned.rows) == 7 + 9
     assert tuned.best.value == max(r.value for r in tuned.rows)
     with Session(db.make_engine(settings.db_url)) as s:
-        row = db.get_collection(s, "eval-scifact")
+        row = db.get_collection(s, K("eval-scifact"))
         assert row.fusion_mode == tuned.best.mode.value
         assert row.tuned_metric is not None
         assert row.tuned_metric["value"] == round(tuned.best.value, 4)
@@ -113,5 +117,6 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     rebuilt = evaluate_retrieval(other, "scifact", "test", datasets_dir=tmp_path, methods=["bm25"])
     assert rebuilt.build_seconds > 0
     with Session(db.make_engine(settings.db_url)) as s:
-        recipes = {d.recipe for d in db.list_documents(s, db.get_collection(s, "eval-scifact").id)}
+        col = db.get_collection(s, K("eval-scifact"))
+        recipes = {d.recipe for d in db.list_documents(s, col.id)}
     assert len(recipes) == 1 and recipes.pop().startswith("chunks 254/5 tokens")

@@ -12,6 +12,7 @@ from core.errors import CollectionNotFound, InvalidRequest
 from core.settings import GuardSettings, LLMSettings
 from core.types import (
     Answer,
+    CollectionKey,
     Completion,
     ModelInfo,
     Prompt,
@@ -34,6 +35,9 @@ from tests.generation.fixtures_answer import (
     scored,
     xquad_case,
 )
+
+K = CollectionKey.default  # a collection of the default tenant
+
 
 QUESTION, GOLD, PARA = xquad_case("University_of_Chicago", "Larry Ellison")
 
@@ -84,7 +88,7 @@ class ListRetriever:
 
     def retrieve(self, query: Query) -> list[ScoredChunk]:
         self.queries.append(query)
-        if query.collection != "docs":
+        if query.collection != K("docs"):
             raise CollectionNotFound(f"collection {query.collection!r} does not exist")
         return list(self.items[: query.top_k])
 
@@ -129,7 +133,7 @@ def gold_sentence() -> str:
 
 def test_a_span_answer_is_the_short_answer_and_its_sentence_the_answer() -> None:
     pipe, llm, retriever = make(f"the founder is {GOLD} [1] [7]")
-    answer = pipe.answer(QUESTION, "docs", top_k=3)
+    answer = pipe.answer(QUESTION, K("docs"), top_k=3)
     assert answer.short_answer == GOLD
     assert " ".join(gold_sentence().split()).rstrip(".") in answer.text
     assert answer.text.endswith("[2].")
@@ -155,12 +159,12 @@ def test_a_span_answer_is_the_short_answer_and_its_sentence_the_answer() -> None
     assert llm.calls[0][0] == "complete" and "\n" in llm.calls[0][1].stop
     assert llm.calls[0][1].stop == ("\n\n", "Question:", "Passages:", "\n")
     assert answer.sampling == llm.calls[0][1]
-    assert retriever.queries[0] == Query(QUESTION, "docs", 3)
+    assert retriever.queries[0] == Query(QUESTION, K("docs"), 3)
 
 
 def test_every_shown_sentence_has_a_verdict_with_its_span_in_the_cited_chunk() -> None:
     pipe, _, _ = make(f"{GOLD} [2]")
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert answer.sentences and all(s.supported for s in answer.sentences)
     for s in answer.sentences:
         assert s.citation is not None and s.score >= 0.35
@@ -173,14 +177,14 @@ def test_every_shown_sentence_has_a_verdict_with_its_span_in_the_cited_chunk() -
 
 def test_chat_style_prompts_go_to_chat() -> None:
     pipe, llm, _ = make(f"{GOLD} [2]", style=PromptStyle.CHAT)
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert llm.calls[0][0] == "chat"
     assert [c.n for c in answer.citations] == [2]
 
 
 def test_low_retrieval_similarity_abstains_without_calling_the_model() -> None:
     pipe, llm, _ = make(f"{GOLD} [2]", sources=chunks([PARA], dense=0.05))
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert answer.abstained and answer.text.startswith(ABSTAIN_TEXT)
     assert "doc0.txt" in answer.text  # the closest source is named
     assert answer.citations == () and answer.sentences == ()
@@ -191,7 +195,7 @@ def test_low_retrieval_similarity_abstains_without_calling_the_model() -> None:
 
 def test_the_abstention_model_decides_before_the_model_runs() -> None:
     pipe, llm, _ = make(f"{GOLD} [2]", composer_=composer(ALWAYS))
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert answer.abstained and answer.text.startswith(ABSTAIN_TEXT)
     assert answer.p_unanswerable == pytest.approx(1.0)
     assert llm.calls == []
@@ -207,22 +211,22 @@ def test_the_default_abstention_model_declines_off_topic_sources() -> None:
     near = [PARA, paragraph("Rhine", 0), paragraph("Oxygen", 0)]
     default = AnswerComposer.default()
     pipe, llm, _ = make(GOLD, sources=scored(QUESTION, far), composer_=default)
-    assert pipe.answer(QUESTION, "docs").abstained and llm.calls == []
+    assert pipe.answer(QUESTION, K("docs")).abstained and llm.calls == []
     pipe, _, _ = make(f"{GOLD} [1]", sources=scored(QUESTION, near), composer_=default)
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained and answer.short_answer == GOLD
 
 
 def test_a_model_refusal_abstains() -> None:
     pipe, _, _ = make("The answer is not in the sources.")
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert answer.abstained and answer.citations == ()
     assert "do not contain" in verdict(answer, "abstained").detail
 
 
 def test_an_invented_claim_gives_way_to_the_source_sentences() -> None:
     pipe, _, _ = make("Bill Gates founded it in Seattle [2].")
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained and GOLD in answer.text and "Seattle" not in answer.text
     assert answer.short_answer is None
     assert not verdict(answer, "model_output").passed
@@ -234,7 +238,7 @@ def test_an_unsupported_answer_abstains() -> None:
         "it was started by a group of sailors in a small harbour town [2].",
         verbatim_answers=False,
     )
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert answer.abstained and answer.text.startswith(ABSTAIN_TEXT)
     assert not verdict(answer, "supported").passed
 
@@ -242,7 +246,7 @@ def test_an_unsupported_answer_abstains() -> None:
 def test_supported_free_wording_is_kept_when_verbatim_answers_is_off() -> None:
     raw = f"The founder was {GOLD}, according to the university's history [2]."
     pipe, _, _ = make(raw, verbatim_answers=False)
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained and "according to the university" in answer.text
     assert answer.sentences and answer.sentences[0].citation == 2
 
@@ -251,7 +255,7 @@ def test_wording_that_is_no_span_of_the_sources_is_replaced_by_source_sentences(
     """The default (verbatim_answers): an answer is text copied from the sources."""
     raw = "it was started by a group of sailors in a small harbour town [2]."
     pipe, _, _ = make(raw)
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained and GOLD in answer.text and "sailors" not in answer.text
     assert [c.n for c in answer.citations] == [2]
     assert "no span" in verdict(answer, "model_output").detail
@@ -260,7 +264,7 @@ def test_wording_that_is_no_span_of_the_sources_is_replaced_by_source_sentences(
 @pytest.mark.parametrize("raw", ["", "[1]", "about 8 minutes [1]"])
 def test_unusable_output_falls_back_to_the_selected_sentences(raw) -> None:
     pipe, _, _ = make(raw)
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained
     assert GOLD in answer.text and answer.short_answer is None
     assert [(c.n, c.attributed) for c in answer.citations] == [(2, True)]
@@ -270,7 +274,7 @@ def test_unusable_output_falls_back_to_the_selected_sentences(raw) -> None:
 def test_headings_titles_and_fragments_are_never_the_answer() -> None:
     doc = f"# University of Chicago\n\nHistory\n\n{PARA}"
     pipe, _, _ = make("", sources=chunks([doc]))
-    answer = pipe.answer(QUESTION, "docs")
+    answer = pipe.answer(QUESTION, K("docs"))
     assert not answer.abstained
     assert "#" not in answer.text and not answer.text.startswith("History")
     assert all(s.text[0].isupper() and len(s.text.split()) >= 4 for s in answer.sentences)
@@ -278,7 +282,7 @@ def test_headings_titles_and_fragments_are_never_the_answer() -> None:
 
 def test_stream_yields_pieces_then_the_answer() -> None:
     pipe, _, _ = make(f"{GOLD} [2]")
-    items = list(pipe.stream(QUESTION, "docs"))
+    items = list(pipe.stream(QUESTION, K("docs")))
     assert all(isinstance(p, str) for p in items[:-1]) and len(items) > 2
     final = items[-1]
     assert isinstance(final, Answer)
@@ -288,18 +292,20 @@ def test_stream_yields_pieces_then_the_answer() -> None:
 
 def test_stream_abstains_without_pieces() -> None:
     pipe, _, _ = make(GOLD, sources=chunks([PARA], dense=0.0))
-    items = list(pipe.stream(QUESTION, "docs"))
+    items = list(pipe.stream(QUESTION, K("docs")))
     assert len(items) == 1 and isinstance(items[0], Answer) and items[0].abstained
 
 
 def test_errors_propagate_before_generation() -> None:
     pipe, llm, _ = make(GOLD)
     with pytest.raises(CollectionNotFound):
-        pipe.answer(QUESTION, "nope")
+        pipe.answer(QUESTION, K("nope"))
     with pytest.raises(InvalidRequest):
-        pipe.answer("  ", "docs")
+        pipe.answer("  ", K("docs"))
     with pytest.raises(InvalidRequest):
-        pipe.stream("x" * 3000, "docs")  # raised at the call, not on first next()
+        pipe.stream("x" * 3000, K("docs"))  # raised at the call, not on first next()
+    with pytest.raises(TypeError, match="bare name"):
+        pipe.answer(QUESTION, "docs")  # type: ignore[arg-type]
     assert llm.calls == []
 
 

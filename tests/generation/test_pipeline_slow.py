@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from core.types import Answer, Query, ScoredChunk
+from core.types import Answer, CollectionKey, Query, ScoredChunk
 from generation.factory import build_llm
 from generation.pipeline import QueryPipeline, sampling_from_settings
 from generation.prompt import GroundedPromptBuilder
 from tests.generation.fixtures_answer import embedder, paragraph, scored, xquad_case
+
+K = CollectionKey.default  # a collection of the default tenant
+
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +51,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> QueryPipeline:
 
 
 def test_real_model_answer_cites_the_paragraph_that_holds_it(pipeline) -> None:
-    answer = pipeline.answer(QUESTION, "docs", top_k=3)
+    answer = pipeline.answer(QUESTION, K("docs"), top_k=3)
     assert not answer.abstained, answer.verdicts
     assert GOLD in answer.text
     assert PARA in [c.source.chunk.text for c in answer.citations]
@@ -61,8 +64,8 @@ def test_real_model_answer_cites_the_paragraph_that_holds_it(pipeline) -> None:
 
 
 def test_real_model_stream_ends_with_the_same_answer(pipeline) -> None:
-    items = list(pipeline.stream(QUESTION, "docs", top_k=3))
+    items = list(pipeline.stream(QUESTION, K("docs"), top_k=3))
     final = items[-1]
     assert isinstance(final, Answer)
     assert all(isinstance(p, str) for p in items[:-1])
-    assert final.text == pipeline.answer(QUESTION, "docs", top_k=3).text  # temperature 0
+    assert final.text == pipeline.answer(QUESTION, K("docs"), top_k=3).text  # temperature 0

@@ -23,9 +23,13 @@ from sqlalchemy.orm import Session
 
 from core.db import ChunkRow, make_engine
 from core.settings import IngestSettings
+from core.types import CollectionKey
 from ingest.embedding import SentenceTransformerEmbedder
 from ingest.jsonl import JsonlFields
 from ingest.pipeline import IngestPipeline
+
+K = CollectionKey.default  # a collection of the default tenant
+
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared/datasets/scifact/corpus.jsonl"
 
@@ -68,7 +72,7 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{tmp}/bench.sqlite3")
         pipeline = IngestPipeline(engine, embedder, _CountingIndexer(), settings)
         t0 = time.perf_counter()
-        report = pipeline.ingest_paths([corpus], "scifact", jsonl=JsonlFields())
+        report = pipeline.ingest_paths([corpus], K("scifact"), jsonl=JsonlFields())
         pipeline_s = time.perf_counter() - t0
         with Session(engine) as s:
             texts = list(s.scalars(select(ChunkRow.text)))

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core import db
+from core.types import CollectionKey
 
 DIM = 384
 
@@ -74,7 +75,7 @@ def add_documents(
     """
     out: dict[str, list[str]] = {}
     with Session(engine) as s, s.begin():
-        col = db.get_or_create_collection(s, collection)
+        col = db.get_or_create_collection(s, CollectionKey.default(collection))
         cid = col.id
         for d in docs:
             doc = db.DocumentRow(

@@ -11,12 +11,15 @@ from sqlalchemy.orm import Session
 from core import db
 from core.errors import CollectionEmpty, CollectionNotFound, InvalidRequest, ModelNotFound
 from core.settings import FusionMode, RetrievalSettings
-from core.types import Filter, Query
+from core.types import CollectionKey, Filter, Query
 from retrieval.fusion import FusionConfig
 from retrieval.rerank import CrossEncoderReranker
 from retrieval.retriever import HybridRetriever
 from retrieval.store import IndexStore
 from tests.retrieval.conftest import DIM, DocSpec, add_documents, chunk_rows, unit_vectors
+
+K = CollectionKey.default  # a collection of the default tenant
+
 
 DOCS = [
     DocSpec("cats.md", ["Cats purr when they are content.", "A kitten sleeps all day."]),
@@ -39,7 +42,7 @@ def setup(engine, tmp_path: Path, embedder):
 
 def test_retrieve_hybrid(setup) -> None:
     retriever, _, by = setup
-    got = retriever.retrieve(Query("Why do cats purr?", "docs", top_k=3))
+    got = retriever.retrieve(Query("Why do cats purr?", K("docs"), top_k=3))
     assert len(got) == 3
     assert got[0].chunk.id == by["cats.md"][0] and got[0].chunk.source == "cats.md"
     ids = {g.chunk.id for g in got}
@@ -53,20 +56,20 @@ def test_retrieve_hybrid(setup) -> None:
 
 def test_methods_filters_and_fusion(setup) -> None:
     retriever, cid, by = setup
-    dense = retriever.retrieve(Query("satellite of our planet", "docs", top_k=2), method="dense")
+    dense = retriever.retrieve(Query("satellite of our planet", K("docs"), top_k=2), method="dense")
     assert dense[0].chunk.source == "space.md" and dense[0].bm25_rank is None
-    bm25 = retriever.retrieve(Query("bread degrees", "docs", top_k=5), method="bm25")
+    bm25 = retriever.retrieve(Query("bread degrees", K("docs"), top_k=5), method="bm25")
     assert [c.chunk.source for c in bm25] == ["cook.md"]
-    flt = Query("cats purr", "docs", top_k=5, filter=Filter(sources=("dogs.md",)))
+    flt = Query("cats purr", K("docs"), top_k=5, filter=Filter(sources=("dogs.md",)))
     assert {c.chunk.source for c in retriever.retrieve(flt)} == {"dogs.md"}
-    none = Query("cats", "docs", filter=Filter(metadata={"k": "other"}))
+    none = Query("cats", K("docs"), filter=Filter(metadata={"k": "other"}))
     assert retriever.retrieve(none) == []
     w = retriever.retrieve(
-        Query("cats purr", "docs", top_k=3), fusion=FusionConfig(FusionMode.WEIGHTED, alpha=1.0)
+        Query("cats purr", K("docs"), top_k=3), fusion=FusionConfig(FusionMode.WEIGHTED, alpha=1.0)
     )
     assert w[0].score == pytest.approx(1.0)
     with pytest.raises(InvalidRequest):
-        retriever.retrieve(Query("x", "docs"), method="magic")  # type: ignore[arg-type]
+        retriever.retrieve(Query("x", K("docs")), method="magic")  # type: ignore[arg-type]
 
 
 def test_fusion_precedence(setup, engine) -> None:
@@ -106,16 +109,16 @@ def test_search_ids_batch(setup, embedder) -> None:
 def test_errors(setup, engine) -> None:
     retriever, _, _ = setup
     with pytest.raises(CollectionNotFound):
-        retriever.retrieve(Query("x", "nope"))
+        retriever.retrieve(Query("x", K("nope")))
     add_documents(engine, "drafts", [DocSpec("x.md", ["pending"], status="indexing")])
     with pytest.raises(CollectionEmpty, match="drafts"):
-        retriever.retrieve(Query("x", "drafts"))
+        retriever.retrieve(Query("x", K("drafts")))
 
 
 def test_mmr(setup, engine) -> None:
     retriever, cid, by = setup
     retriever.settings = RetrievalSettings(mmr=True, mmr_lambda=0.3)
-    got = retriever.retrieve(Query("cats kitten purr", "docs", top_k=3))
+    got = retriever.retrieve(Query("cats kitten purr", K("docs"), top_k=3))
     assert len(got) == 3 and got[0].chunk.source == "cats.md"
     assert len({g.chunk.source for g in got}) >= 2  # diversity pulls in another source
 
@@ -137,7 +140,7 @@ def test_reranker_mechanics(setup, tmp_path: Path) -> None:
     ce.save(str(tmp_path / "ce"))
     retriever, _, _ = setup
     retriever.reranker = CrossEncoderReranker(tmp_path / "ce")
-    got = retriever.retrieve(Query("Why do cats purr?", "docs", top_k=3))
+    got = retriever.retrieve(Query("Why do cats purr?", K("docs"), top_k=3))
     assert len(got) == 3 and all(g.rerank_score is not None for g in got)
     assert [g.rerank_score for g in got] == sorted((g.rerank_score for g in got), reverse=True)
     direct = retriever.reranker.scores("Why do cats purr?", [got[0].chunk.text])
@@ -153,6 +156,6 @@ def test_reranker_quality() -> None:
 
 def test_dense_score_is_cosine(setup, embedder) -> None:
     retriever, _, by = setup
-    got = retriever.retrieve(Query("Mars has two moons.", "docs", top_k=1), method="dense")
+    got = retriever.retrieve(Query("Mars has two moons.", K("docs"), top_k=1), method="dense")
     q = embedder.embed(["Mars has two moons."])[0]
     assert got[0].dense_score == pytest.approx(float(np.dot(q, q)), abs=1e-4)
