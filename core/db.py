@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # The (tenant, name) uniqueness of collections: a table constraint in a new database, a
 # unique index of the same name in a SQLite database migrated from the tenantless schema.
 COLLECTION_UNIQUE = "uq_collections_tenant_name"
+# The PostgreSQL advisory lock key that serialises migrations (any fixed 64-bit number).
+_MIGRATION_LOCK = 0x7261675F6D6967  # "rag_mig"
 
 
 def new_id() -> str:
@@ -256,6 +258,8 @@ def _add_collection_tenant(conn: Connection) -> None:
         )
     )
     for ix in insp.get_indexes("collections"):
+        if ix.get("duplicates_constraint"):  # PostgreSQL: a unique constraint's own index,
+            continue  # dropped with its constraint below
         if ix.get("unique") and list(ix["column_names"]) == ["name"] and ix["name"]:
             conn.execute(text(f"DROP INDEX {prep.quote(ix['name'])}"))
     for uc in insp.get_unique_constraints("collections"):
@@ -285,9 +289,12 @@ def _add_collection_tenant(conn: Connection) -> None:
 def _ddl_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction around schema changes. Python's sqlite3 driver commits before DDL
     by itself, so for SQLite the transaction is opened by hand (BEGIN IMMEDIATE, which
-    also keeps a second process out until it ends)."""
+    also keeps a second process out until it ends); PostgreSQL takes a transaction-level
+    advisory lock for the same purpose."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one migrating process at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             yield conn
         return
     with engine.connect() as conn:
