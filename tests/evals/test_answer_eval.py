@@ -15,6 +15,7 @@ from core.types import (
     Answer,
     Chunk,
     Citation,
+    CollectionKey,
     ModelInfo,
     SamplingParams,
     ScoredChunk,
@@ -38,6 +39,7 @@ from evals.answer_metrics import token_recall
 from evals.datasets import AnswerCase, default_datasets_dir, load_clapnq, passage_id
 
 CLAPNQ = default_datasets_dir() / "clapnq-tune"
+MINI = CollectionKey.default("eval-clapnq-mini")
 
 
 def line(qid: str, question: str, title: str, text: str, answer: str = "") -> str:
@@ -367,7 +369,7 @@ def test_evaluate_answers_through_the_platform(tmp_path: Path) -> None:
     cases = stratified_sample(load_clapnq(), 6, seed=0)
     assert sum(c.answerable for c in cases) == 3
     result = evaluate_answers(
-        platform.query, platform.ingest, platform.engine, cases, "eval-clapnq-mini", top_k=3
+        platform.query, platform.ingest, platform.engine, cases, MINI, top_k=3
     )
     assert isinstance(result, AnswerEvalResult)
     assert len(result.rows) == 6 and result.n_answerable == 3
@@ -398,7 +400,7 @@ def test_evaluate_answers_through_the_platform(tmp_path: Path) -> None:
     assert "unanswerable that get not-found" in text and "answered citing own passage" in text
 
     again = evaluate_answers(
-        platform.query, platform.ingest, platform.engine, cases[:1], "eval-clapnq-mini",
+        platform.query, platform.ingest, platform.engine, cases[:1], MINI,
         top_k=3, corpus=answer_corpus(cases),
     )  # fmt: skip
     assert again.build_seconds == 0.0  # the collection is reused
