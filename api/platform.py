@@ -107,7 +107,7 @@ class Platform:
                 llm.count_tokens,
                 llm.n_ctx,
                 self.settings.llm.max_tokens,
-                count_chat_tokens=getattr(llm, "count_chat_tokens", None),
+                count_chat_tokens=llm.count_chat_tokens,
             )
 
     @cached_property
@@ -149,12 +149,10 @@ class Platform:
             reports = self.store.repair(self.engine)
             recovered = self.ingest.recover()
             self._started = True
-            repaired = sum(1 for r in reports if getattr(r, "changed", True))
+            repaired = sum(1 for r in reports if r.changed)
             return {"repaired": repaired, "recovered": recovered}
 
     def warm_up(self) -> None:
         """Load the embedding model and the LLM now rather than on the first request."""
         self.embedder.warm_up()
-        warm = getattr(self.llm, "warm_up", None)
-        if warm is not None:
-            warm()
+        self.llm.warm_up()

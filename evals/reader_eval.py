@@ -181,9 +181,8 @@ def run_config(
 ) -> ConfigResult:
     """Ask every case with one LLM and prompt style; score the answers."""
     post = postprocess or default_postprocess
-    count_chat = getattr(llm, "count_chat_tokens", None)
     builder = GroundedPromptBuilder(
-        style, llm.count_tokens, llm.n_ctx, max_tokens, count_chat_tokens=count_chat
+        style, llm.count_tokens, llm.n_ctx, max_tokens, count_chat_tokens=llm.count_chat_tokens
     )
     params = SamplingParams(  # the query path's stop strings for this style
         temperature=0.0,

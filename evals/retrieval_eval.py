@@ -29,13 +29,14 @@ from sqlalchemy.orm import Session
 from core.db import ChunkRow, CollectionRow, DocumentRow, find_collection
 from core.errors import InvalidRequest
 from core.settings import FusionMode, IngestSettings, RetrievalSettings, Settings
-from core.types import CollectionKey
+from core.types import CollectionKey, IngestReport
 from evals.datasets import RetrievalDataset, dataset_spec, load_dataset, resolve_split
 from evals.metrics import evaluate_run
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ingest.pipeline import IngestPipeline
     from retrieval.fusion import FusionConfig
     from retrieval.retriever import HybridRetriever, Method
 
@@ -222,7 +223,7 @@ def collection_state(
 
 def ensure_collection(
     engine: Engine,
-    pipeline: Any,
+    pipeline: IngestPipeline,
     ds: RetrievalDataset,
     name: CollectionKey,
     progress: Progress | None = None,
@@ -234,7 +235,7 @@ def ensure_collection(
     idempotent: unchanged documents are skipped by the pipeline.
     """
     docs = {d: tx for d, tx in ds.corpus.items() if tx[0].strip() or tx[1].strip()}
-    recipe = getattr(pipeline, "recipe", None)  # stale chunk settings or model: re-index
+    recipe = pipeline.recipe  # stale chunk settings or model: re-index
     state = collection_state(engine, name, list(docs), recipe)
     if state.collection_id is not None and state.ready_sources == len(docs):
         return state.collection_id, False
@@ -243,7 +244,7 @@ def ensure_collection(
     report = ingest_corpus(pipeline, docs, name)
     state = collection_state(engine, name, list(docs), recipe)
     if state.collection_id is None or state.ready_sources != len(docs):
-        failed = getattr(report, "failed", ())
+        failed = report.failed
         why = f" (e.g. {failed[0].source}: {failed[0].error})" if failed else ""
         raise InvalidRequest(
             f"collection '{name}' holds {state.ready_sources} of the {len(docs)} "
@@ -253,8 +254,8 @@ def ensure_collection(
 
 
 def ingest_corpus(
-    pipeline: Any, corpus: Mapping[str, tuple[str, str]], name: CollectionKey
-) -> Any:
+    pipeline: IngestPipeline, corpus: Mapping[str, tuple[str, str]], name: CollectionKey
+) -> IngestReport:
     """Send corpus entries through the pipeline's JSONL path (source = doc id)."""
     from ingest.jsonl import JsonlFields
 

@@ -55,6 +55,9 @@ class OpenAICompatibleLLM:
     def close(self) -> None:
         self._client.close()
 
+    def warm_up(self) -> None:
+        """Nothing loads in this process: the server holds the model."""
+
     # -- port properties ------------------------------------------------------------------
 
     @property

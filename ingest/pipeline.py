@@ -25,7 +25,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePath
@@ -226,18 +225,13 @@ class IngestPipeline:
             with Session(self._engine) as s, s.begin():
                 col = db.get_collection(s, collection)
                 collection_id = col.id
-                ids = sorted(db.chunk_ids(s, collection_id))
                 s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
                 s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
                 s.execute(
                     delete(IngestionJobRow).where(IngestionJobRow.collection_id == collection_id)
                 )
                 s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
-            drop = getattr(self._indexer, "drop_collection", None)
-            if callable(drop):
-                drop(collection_id)
-            else:
-                self._indexer.delete(collection_id, ids)
+            self._indexer.drop_collection(collection_id)
 
     def recover(self) -> int:
         """Finish documents a crash left "indexing": index their stored chunks, mark ready.
@@ -479,7 +473,7 @@ class IngestPipeline:
         new_ids = [cid for p in group for cid in p.chunk_ids]
         t2 = time.perf_counter()
         try:
-            with self._bulk(collection_id):
+            with self._indexer.bulk(collection_id):
                 if old_ids:
                     self._indexer.delete(collection_id, old_ids)
                 self._indexer.upsert(collection_id, new_ids, texts, vectors)
@@ -635,11 +629,6 @@ class IngestPipeline:
         except Exception:
             log.exception("could not mark a failed group's documents as failed")
 
-    def _bulk(self, collection_id: str) -> AbstractContextManager[Any]:
-        """The indexer's deferred-persist block when it has one: one write per group."""
-        bulk = getattr(self._indexer, "bulk", None)
-        return bulk(collection_id) if callable(bulk) else nullcontext()
-
     # -- recovery ----------------------------------------------------------------------------------
 
     def _recover_collection(self, collection_id: str, doc_ids: list[str]) -> None:
@@ -690,7 +679,7 @@ class IngestPipeline:
                         "embedding model's dimension; re-ingest the documents"
                     )
             vectors = np.stack([np.asarray(v, dtype=np.float32) for v in stored])
-            with self._bulk(collection_id):
+            with self._indexer.bulk(collection_id):
                 self._indexer.upsert(collection_id, ids, texts, vectors)
         with Session(self._engine) as s, s.begin():
             s.execute(

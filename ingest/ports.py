@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import numpy as np
@@ -37,3 +38,12 @@ class ChunkIndexer(Protocol):
     ) -> None: ...
 
     def delete(self, collection_id: str, chunk_ids: Sequence[str]) -> None: ...
+
+    def bulk(self, collection_id: str) -> AbstractContextManager[None]:
+        """Upserts and deletes of one collection inside the block may be persisted once,
+        when it ends (the pipeline writes a group of documents this way)."""
+        ...
+
+    def drop_collection(self, collection_id: str) -> None:
+        """Remove everything a collection holds in the indexes (its files too)."""
+        ...

@@ -65,6 +65,12 @@ class ScriptedLLM:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def count_chat_tokens(self, messages: Sequence[tuple[str, str]]) -> int:
+        return sum(len(content.split()) + 4 for _, content in messages)
+
+    def warm_up(self) -> None:
+        pass
+
     def complete(self, prompt: str, params: SamplingParams) -> Completion:
         self.calls.append(("complete", params))
         return Completion(self.text, Usage(len(prompt.split()), len(self.text.split())))

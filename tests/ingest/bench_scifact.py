@@ -15,6 +15,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,12 @@ class _CountingIndexer:
 
     def delete(self, collection_id: str, chunk_ids: Sequence[str]) -> None:
         self.n -= len(chunk_ids)
+
+    def bulk(self, collection_id: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def drop_collection(self, collection_id: str) -> None:
+        self.n = 0
 
 
 def main() -> None:

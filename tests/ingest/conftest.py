@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,13 @@ class RecordingIndexer:
         col = self.entries.get(collection_id, {})
         for cid in chunk_ids:
             col.pop(cid, None)
+
+    def bulk(self, collection_id: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def drop_collection(self, collection_id: str) -> None:
+        self.calls.append(("drop", collection_id, len(self.entries.get(collection_id, {}))))
+        self.entries.pop(collection_id, None)
 
     def ids(self, collection_id: str) -> set[str]:
         return set(self.entries.get(collection_id, {}))
