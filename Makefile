@@ -40,6 +40,10 @@ test: install
 	$(VENV)/bin/ruff check core ingest retrieval generation api evals bench tests
 	$(PY) -m mypy
 	$(PY) -m pytest
+	@# The same suite on a throwaway PostgreSQL server (tests/pg.py) where its binaries exist.
+	@if $(PY) -c "import sys; from tests.pg import unavailable; sys.exit(bool(unavailable()))"; \
+	  then $(PY) -m pytest --postgres -q; \
+	  else echo "PostgreSQL pass skipped: $$($(PY) -c 'from tests.pg import unavailable; print(unavailable())')"; fi
 
 # Speed and scale benchmarks; each prints its table and writes it under bench/results/.
 # About 20 minutes on 2 cores (the first dense_recall run also embeds 100k chunks).

@@ -5,9 +5,9 @@ database on it for the session; a test that needs an empty one calls
 ``pg_server.create_database()``. Without a server binary or the psycopg driver they skip,
 naming what is missing.
 
-``pytest --postgres`` runs the whole suite on PostgreSQL: every test (and every module-
-and session-scoped fixture) gets its own fresh database through RAG_DB__URL, which the
-settings read, in place of the SQLite file in its data dir.
+``pytest --postgres`` runs the whole suite on PostgreSQL: every module gets its own fresh
+database through RAG_DB__URL, which the settings read, in place of the SQLite file in its
+data dir, and so does every test that uses no module- or session-scoped fixture of its own.
 """
 
 from __future__ import annotations
@@ -71,6 +71,22 @@ def _postgres_module_db(request: pytest.FixtureRequest) -> Iterator[None]:
     yield from _db_env(request)
 
 
+def _uses_wider_fixtures(request: pytest.FixtureRequest) -> bool:
+    """The test reads data a module- or session-scoped fixture of its own made (a world
+    built once per module): it must see that fixture's database, not a fresh one."""
+    defs = request.node._fixtureinfo.name2fixturedefs  # noqa: SLF001 (pytest has no API)
+    return any(
+        d.scope != "function"
+        and d.func.__module__.startswith("tests.")  # ours, not pytest's tmp_path_factory
+        and not name.startswith(("_postgres", "pg_"))
+        for name, chain in defs.items()
+        for d in chain
+    )
+
+
 @pytest.fixture(autouse=True)
 def _postgres_test_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    if _uses_wider_fixtures(request):
+        yield
+        return
     yield from _db_env(request)

@@ -63,6 +63,7 @@ def test_settings_read_nested_env(monkeypatch) -> None:
     monkeypatch.setenv("RAG_RETRIEVAL__TOP_K", "9")
     monkeypatch.setenv("RAG_RETRIEVAL__FUSION", "weighted")
     monkeypatch.setenv("RAG_LLM__MODEL_PATH", "/models/x.gguf")
+    monkeypatch.delenv("RAG_DB__URL", raising=False)  # pytest --postgres sets it
     s = Settings()
     assert s.retrieval.top_k == 9 and s.retrieval.fusion is FusionMode.WEIGHTED
     assert s.llm.model_path == "/models/x.gguf"

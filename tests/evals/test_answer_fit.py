@@ -77,7 +77,8 @@ def test_rag_tune_abstention_fits_cross_validates_and_stores(tmp_path: Path) -> 
     cv = out["cross_validation"]
     assert cv["n"] == 24 and cv["answerable"] == cv["unanswerable"] == 12
     assert 0.0 <= cv["figures"]["abstention_f1"] <= 1.0
-    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'rag.sqlite3'}")
+    url = os.environ.get("RAG_DB__URL") or f"sqlite:///{tmp_path / 'data' / 'rag.sqlite3'}"
+    engine = make_engine(url)  # the CLI's database (PostgreSQL under pytest --postgres)
     with Session(engine) as s:
         stored = collection_answer_models(s, CollectionKey.default("eval-mine"))
     composer = AnswerComposer.from_json(stored)
