@@ -164,8 +164,7 @@ class IngestPipeline:
         """How this pipeline makes chunks: chunk size/overlap in tokens, the splitter's
         version and the embedding model. Stored on each document; a document whose recipe
         differs is re-indexed on re-ingest even when its bytes are unchanged."""
-        path = getattr(self._embedder, "model_path", None)
-        model = "/".join(Path(str(path)).parts[-2:]) if path else type(self._embedder).__name__
+        model = "/".join(Path(self._embedder.model_path).parts[-2:])
         c = self._chunker
         splitter = f"splitter v{SPLITTER_VERSION}"
         return f"chunks {c.chunk_size}/{c.chunk_overlap} tokens, {splitter}; {model}"
@@ -734,8 +733,8 @@ class IngestPipeline:
         if self._checked_model_length:
             return
         self._checked_model_length = True
-        limit = getattr(self._embedder, "max_seq_length", None)
-        if isinstance(limit, int) and 0 < limit < self._settings.chunk_size_tokens + 2:
+        limit = self._embedder.max_seq_length
+        if 0 < limit < self._settings.chunk_size_tokens + 2:
             log.warning(
                 "ingest.chunk_size_tokens=%d is over the embedding model's %d-token window: "
                 "the end of long chunks is not embedded",

@@ -21,6 +21,16 @@ class Embedder(Protocol):
         """Length of ``text`` in the embedding model's tokens (no special tokens)."""
         ...
 
+    @property
+    def model_path(self) -> str:
+        """Where the model comes from: part of a document's chunking recipe."""
+        ...
+
+    @property
+    def max_seq_length(self) -> int:
+        """The most tokens (special ones included) the model reads of one text."""
+        ...
+
 
 class ChunkIndexer(Protocol):
     """Writes chunks to the derived indexes (dense + sparse) of one collection.

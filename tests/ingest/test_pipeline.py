@@ -251,6 +251,14 @@ class PoisonEmbedder:
     def count_tokens(self, text: str) -> int:
         return self.real.count_tokens(text)
 
+    @property
+    def model_path(self) -> str:
+        return self.real.model_path
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.real.max_seq_length
+
 
 def test_unexpected_error_in_one_document_fails_only_that_document(
     tmp_path: Path,
