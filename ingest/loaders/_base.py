@@ -64,6 +64,16 @@ def normalize_text(text: str) -> str:
     return text.strip()
 
 
+def document_title(read: Callable[[], str | None]) -> str | None:
+    """A document's own title from its properties (``read`` may raise on damaged
+    metadata, which then counts as no title), normalised; None when empty."""
+    try:
+        title = read()
+    except Exception:
+        return None
+    return normalize_text(title) if title and title.strip() else None
+
+
 def one_line(text: str) -> str:
     """All whitespace runs collapsed to single spaces (headings, table cells)."""
     return " ".join(text.split())

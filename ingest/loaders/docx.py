@@ -10,7 +10,14 @@ import re
 from collections.abc import Iterator
 
 from core.errors import CorruptDocument
-from ingest.loaders._base import Builder, Loader, Meta, Sections, normalize_text, one_line
+from ingest.loaders._base import (
+    Builder,
+    Loader,
+    Meta,
+    Sections,
+    document_title,
+    one_line,
+)
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -28,12 +35,9 @@ def parse_docx(data: bytes, source: str) -> tuple[Builder, Meta]:
     except Exception as e:  # python-docx raises zip, XML and key errors on damaged files
         raise CorruptDocument(f"{source}: the .docx file is corrupt or unreadable ({e})") from e
     meta: Meta = {}
-    try:
-        title = document.core_properties.title
-    except Exception:
-        title = None
-    if title and title.strip():
-        meta["title"] = normalize_text(title)
+    title = document_title(lambda: document.core_properties.title)
+    if title:
+        meta["title"] = title
 
     sections = Sections()
     for item in items:

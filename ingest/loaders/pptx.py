@@ -9,7 +9,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.errors import CorruptDocument
-from ingest.loaders._base import SEP, Builder, Loader, Meta, normalize_text, one_line
+from ingest.loaders._base import (
+    SEP,
+    Builder,
+    Loader,
+    Meta,
+    document_title,
+    one_line,
+)
 
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 
@@ -23,12 +30,9 @@ def parse_pptx(data: bytes, source: str) -> tuple[Builder, Meta]:
     except Exception as e:  # python-pptx raises zip, XML and key errors on damaged files
         raise CorruptDocument(f"{source}: the .pptx file is corrupt or unreadable ({e})") from e
     meta: Meta = {"slides": len(slides)}
-    try:
-        title = deck.core_properties.title
-    except Exception:
-        title = None
-    if title and title.strip():
-        meta["title"] = normalize_text(title)
+    title = document_title(lambda: deck.core_properties.title)
+    if title:
+        meta["title"] = title
 
     builder = Builder()
     for number, slide in enumerate(slides, start=1):
