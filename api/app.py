@@ -21,12 +21,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from api.deps import get_caller
 from api.platform import Platform
 from api.routers import documents, query
 from api.schemas import ErrorResponse
+from core import repository
 from core.errors import RagError, Unauthorized
 from core.settings import Settings
 
@@ -83,8 +83,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
-        with platform.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        repository.ping(platform.engine)
         return {"status": "ok", "database": platform.engine.dialect.name}
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)

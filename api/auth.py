@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from api.schemas import ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
-from core import db
+from core import repository
 from core.errors import InvalidApiKey, InvalidRequest, MissingApiKey, RevokedApiKey
 from core.settings import APISettings
 from core.types import DEFAULT_TENANT, check_tenant
@@ -53,8 +52,8 @@ def create_api_key(engine: Engine, tenant: str, label: str = "") -> ApiKeyCreate
     if len(label) > 200:
         raise InvalidRequest(f"the key label is {len(label)} characters long (limit 200)")
     secret = new_secret()
-    with Session(engine) as s, s.begin():
-        row = db.add_api_key(s, tenant, label, hash_secret(secret), secret[:DISPLAY_CHARS])
+    with repository.write(engine) as s:
+        row = repository.add_api_key(s, tenant, label, hash_secret(secret), secret[:DISPLAY_CHARS])
         key = ApiKeyPublic.of(row)
     return ApiKeyCreated(key=key, secret=secret)
 
@@ -63,18 +62,18 @@ def list_api_keys(engine: Engine, tenant: str | None = None) -> ApiKeysPublic:
     """Every key (of ``tenant``), revoked ones included; never a secret."""
     if tenant is not None:
         check_tenant(tenant)
-    with Session(engine) as s:
-        data = [ApiKeyPublic.of(r) for r in db.list_api_keys(s, tenant)]
+    with repository.read(engine) as s:
+        data = [ApiKeyPublic.of(r) for r in repository.list_api_keys(s, tenant)]
     return ApiKeysPublic(data=data, count=len(data))
 
 
 def revoke_api_key(engine: Engine, key_id: str) -> ApiKeyPublic:
     """Revoke a key: every later request with it gets 401. Revoking twice keeps the
     first time."""
-    with Session(engine) as s, s.begin():
-        row = db.get_api_key(s, key_id)
+    with repository.write(engine) as s:
+        row = repository.get_api_key(s, key_id)
         if row.revoked_at is None:
-            row.revoked_at = db.utcnow()
+            row.revoked_at = repository.utcnow()
             s.flush()
         return ApiKeyPublic.of(row)
 
@@ -141,8 +140,8 @@ class ApiKeyAuth:
                 "an admin creates one with `rag keys create --tenant NAME`"
             )
         digest = hash_secret(secret)
-        with Session(self._engine) as s:
-            row = db.find_api_key(s, digest)
+        with repository.read(self._engine) as s:
+            row = repository.find_api_key(s, digest)
             if row is None or not hmac.compare_digest(row.key_hash, digest):
                 raise InvalidApiKey(
                     "the API key sent is not valid (no such key; check it was copied whole)"
@@ -163,7 +162,7 @@ class ApiKeyAuth:
                 return
             self._touched[key_id] = now
         try:
-            with Session(self._engine) as s, s.begin():
-                db.touch_api_key(s, key_id, db.utcnow())
+            with repository.write(self._engine) as s:
+                repository.touch_api_key(s, key_id, repository.utcnow())
         except Exception:  # never fail a request over bookkeeping
             log.warning("could not record the use of API key %s", key_id, exc_info=True)

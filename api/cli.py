@@ -156,8 +156,13 @@ def ingest(
     total = _count_inputs(paths)
     lines: list[IngestOutcome] = []
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}"), console=err, transient=True,
+        SpinnerColumn(),
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
         disable=as_json or not err.is_terminal,
     ) as progress:
         task = progress.add_task("", total=total)
@@ -268,8 +273,12 @@ def retrieve(
     table = Table("#", "score", "bm25", "dense", "source", "text")
     for i, c in enumerate(chunks, 1):
         table.add_row(
-            str(i), f"{c.score:.4f}", str(c.bm25_rank or "-"), str(c.dense_rank or "-"),
-            c.chunk.source, " ".join(c.chunk.text.split())[:90],
+            str(i),
+            f"{c.score:.4f}",
+            str(c.bm25_rank or "-"),
+            str(c.dense_rank or "-"),
+            c.chunk.source,
+            " ".join(c.chunk.text.split())[:90],
         )
     out.print(table)
 
@@ -292,7 +301,12 @@ def docs_list(
     table = Table("id", "source", "type", "version", "status", "chunks", "bytes")
     for d in docs.data:
         table.add_row(
-            d.id, d.source, d.media_type, str(d.version), d.status, str(d.n_chunks),
+            d.id,
+            d.source,
+            d.media_type,
+            str(d.version),
+            d.status,
+            str(d.n_chunks),
             str(d.size_bytes),
         )
     out.print(table)
@@ -350,7 +364,7 @@ def eval_retrieval(
     from evals.retrieval_eval import eval_collection_name, evaluate_retrieval, render_table
 
     collection = CollectionKey(tenant, eval_collection_name(_dataset_name(dataset)))
-    result = evaluate_retrieval(_settings(), dataset, split, collection=collection)
+    result = evaluate_retrieval(_platform(), dataset, split, collection=collection)
     if as_json:
         _print_json(result.to_json())
     else:
@@ -389,8 +403,13 @@ def eval_answers(
     step = max(1, total // 10)
     done: list[Any] = []
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]eval answers[/]"), BarColumn(), MofNCompleteColumn(),
-        console=err, transient=True, disable=quiet or not err.is_terminal,
+        SpinnerColumn(),
+        TextColumn("[bold]eval answers[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
     ) as bar:
         task = bar.add_task("", total=total)
 
@@ -456,7 +475,7 @@ def tune(
     from evals.retrieval_eval import eval_collection_name
 
     target = CollectionKey(tenant, collection or eval_collection_name(_dataset_name(dataset)))
-    result = tune_fusion(_settings(), target, dataset, split)
+    result = tune_fusion(_platform(), target, dataset, split)
     if as_json:
         _print_json(result.to_json())
     else:
@@ -512,11 +531,8 @@ def _dataset_name(dataset: str) -> str:
 
 
 def _engine() -> Any:
-    from core.db import make_engine
-
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.db_url, echo=settings.db.echo)
+    """The platform's database (nothing else of it is built or started)."""
+    return _platform(start=False).engine
 
 
 @keys_app.command("create")
@@ -567,7 +583,10 @@ def keys_list(
         table.add_column(name)
     for k in keys.data:
         table.add_row(
-            k.id, k.tenant, k.prefix + "…", k.label,
+            k.id,
+            k.tenant,
+            k.prefix + "…",
+            k.label,
             str(k.revoked_at)[:16] if k.revoked_at else "-",
             str(k.last_used_at)[:16] if k.last_used_at else "-",
             str(k.created_at)[:16],

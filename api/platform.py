@@ -1,10 +1,10 @@
 """The composition root: every stage built from one Settings, heavy parts late and once.
 
-    platform = Platform(Settings(data_dir=tmp_path))
-    platform.startup()                      # repair indexes against SQL, finish crashed ingests
-    report = platform.ingest.ingest_paths([Path("examples")], "default")
-    answer = platform.query.answer("What is RRF?", "default")
-    answer = platform.query.answer("…", CollectionKey("acme", "docs"))  # a tenant's
+platform = Platform(Settings(data_dir=tmp_path))
+platform.startup()                      # repair indexes against SQL, finish crashed ingests
+report = platform.ingest.ingest_paths([Path("examples")], "default")
+answer = platform.query.answer("What is RRF?", "default")
+answer = platform.query.answer("…", CollectionKey("acme", "docs"))  # a tenant's
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 from core.db import make_engine
-from core.settings import Settings
+from core.settings import IngestSettings, Settings
 from core.types import CollectionKey
 
 if TYPE_CHECKING:
@@ -75,6 +75,16 @@ class Platform:
         with self._lock:
             return IngestPipeline(self.engine, self.embedder, self.store, self.settings.ingest)
 
+    def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
+        """A pipeline over the same engine, embedder and indexes with other chunking
+        settings (an eval collection's own chunk size); ``settings`` itself: ``ingest``."""
+        from ingest.pipeline import IngestPipeline
+
+        if settings == self.settings.ingest:
+            return self.ingest
+        with self._lock:
+            return IngestPipeline(self.engine, self.embedder, self.store, settings)
+
     @cached_property
     def retriever(self) -> HybridRetriever:
         from retrieval.retriever import HybridRetriever
@@ -128,13 +138,11 @@ class Platform:
     def composer_for(self, collection: CollectionKey) -> AnswerComposer:
         """The collection's own answer models (``rag tune --abstention``), else the
         defaults fitted on ClapNQ-tune."""
-        from sqlalchemy.orm import Session
-
-        from core.db import collection_answer_models
+        from core import repository
         from generation.compose import AnswerComposer
 
-        with Session(self.engine) as s:
-            stored = collection_answer_models(s, collection)
+        with repository.read(self.engine) as s:
+            stored = repository.collection_answer_models(s, collection)
         if not stored:
             return AnswerComposer.default()
         return AnswerComposer.from_json(stored)

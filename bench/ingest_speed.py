@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -50,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
 
-    from core import db
+    from api.platform import Platform
+    from core import repository
     from core.settings import Settings
     from core.types import CollectionKey
     from evals.datasets import default_datasets_dir
-    from ingest.embedding import SentenceTransformerEmbedder
-    from ingest.pipeline import IngestPipeline
-    from retrieval.store import IndexStore
 
     src = (args.datasets_dir or default_datasets_dir()) / "scifact" / "corpus.jsonl"
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -72,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(data_dir=tmp / "data")
         ing = settings.ingest
 
-        embedder = SentenceTransformerEmbedder(
-            ing.embedding_model_path, device=ing.embedding_device, batch_size=ing.embed_batch_size
-        )
+        platform = Platform(settings)  # the composition root: the stages `rag ingest` uses
+        embedder = platform.embedder
         raw = SentenceTransformer(
             embedder.model_path, device=ing.embedding_device, local_files_only=True
         )
@@ -82,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         embedder.embed(warm)
         raw_encode(raw, warm, ing.embed_batch_size)
 
-        engine = db.make_engine(settings.db_url)
-        store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
-        pipeline = IngestPipeline(engine, embedder, store, ing)
+        engine = platform.engine
+        pipeline = platform.ingest
 
         # Chunk texts for the "before" raw run come from a dry chunking pass.
         from ingest.chunking import Chunker
@@ -98,15 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         report = pipeline.ingest_paths([corpus], CollectionKey.default("bench"))
         pipe_s = time.perf_counter() - t0
         n_chunks = report.chunks
-        with Session(engine) as s:
-            cid = db.get_collection(s, CollectionKey.default("bench")).id
-            stored = list(
-                s.scalars(
-                    select(db.ChunkRow.text)
-                    .where(db.ChunkRow.collection_id == cid)
-                    .order_by(db.ChunkRow.document_id, db.ChunkRow.ordinal)
-                )
-            )
+        with repository.read(engine) as s:
+            cid = repository.get_collection(s, CollectionKey.default("bench")).id
+            stored = repository.chunk_texts(s, cid)
         if sorted(stored) != sorted(texts):
             print(
                 "warning: the pipeline's chunks differ from the dry chunking pass", file=sys.stderr

@@ -116,14 +116,11 @@ def dir_bytes(path: Path) -> int:
 def run_one(n: int, seed: int = 0) -> dict[str, object]:
     """Build the indexes for ``n`` chunks and time hybrid queries; returns one table row."""
     import torch
-    from sqlalchemy.orm import Session
 
-    from core import db
+    from api.platform import Platform
+    from core import repository
     from core.settings import Settings
     from core.types import CollectionKey
-    from ingest.embedding import SentenceTransformerEmbedder
-    from retrieval.retriever import HybridRetriever
-    from retrieval.store import IndexStore
 
     rng = np.random.default_rng(seed)
     words = pseudo_words(VOCAB, rng)
@@ -137,13 +134,14 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
 
     tmp = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     settings = Settings(data_dir=tmp)
-    engine = db.make_engine(settings.db_url)
-    with Session(engine) as s, s.begin():
-        cid = db.get_or_create_collection(s, CollectionKey.default("bench")).id
+    platform = Platform(settings)  # the composition root: the stages the REST app uses
+    engine = platform.engine
+    with repository.write(engine) as s:
+        cid = repository.get_or_create_collection(s, CollectionKey.default("bench")).id
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = platform.embedder
     embedder.embed(["warm up the model"])
-    store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
+    store = platform.store
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
@@ -180,7 +178,7 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
 
     # Queries: one thread each (torch and FAISS share OpenMP); the build above used all.
     torch.set_num_threads(1)
-    retriever = HybridRetriever(engine, store, embedder, settings.retrieval)
+    retriever = platform.retriever
     queries = synthetic_texts(N_QUERIES + WARMUP, words, QUERY_WORDS, rng)
     k = settings.retrieval.top_k
 

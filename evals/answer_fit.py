@@ -469,9 +469,7 @@ def tune_answer_models(
     the abstention model only. ``target_precision``: the share of abstentions that must be
     truly unanswerable (out-of-fold) at the stored operating point.
     """
-    from sqlalchemy.orm import Session
-
-    from core.db import set_answer_models
+    from core import repository
 
     if not 0.0 < target_precision <= 1.0:
         raise InvalidRequest(f"--target-precision must be in (0, 1], not {target_precision}")
@@ -490,8 +488,8 @@ def tune_answer_models(
     max_sentences = fixed.max_sentences if fixed else int(selector.meta.get("max_sentences", 3))
     composer = AnswerComposer(selector, abstainer, max_sentences)
     if store:
-        with Session(engine) as s, s.begin():
-            set_answer_models(s, collection, composer.to_json())
+        with repository.write(engine) as s:
+            repository.set_answer_models(s, collection, composer.to_json())
     return AnswerTuneResult(collection.name, dataset, report, composer, has_labels, store)
 
 

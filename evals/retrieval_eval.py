@@ -6,7 +6,9 @@ is the corpus doc id); later runs reuse it. Every query then goes through the
 retriever's batch path once per method. Scoring is at document level: a document
 ranks where its best chunk ranks.
 
-    result = evaluate_retrieval(Settings(), "scifact", "test")
+    platform = Platform(Settings())  # the composition root (api/); evals get its stages
+    platform.startup()
+    result = evaluate_retrieval(platform, "scifact", "test")
     render_table(result, Console())
     print(json.dumps(result.to_json()))
 """
@@ -22,11 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from core.db import ChunkRow, CollectionRow, DocumentRow, find_collection
+from core import repository
 from core.errors import InvalidRequest
 from core.settings import FusionMode, IngestSettings, RetrievalSettings, Settings
 from core.types import CollectionKey, IngestReport
@@ -36,6 +36,7 @@ from evals.metrics import evaluate_run
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from evals.ports import EvalStages
     from ingest.pipeline import IngestPipeline
     from retrieval.fusion import FusionConfig
     from retrieval.retriever import HybridRetriever, Method
@@ -125,18 +126,6 @@ def settings_fusion(rs: RetrievalSettings, mode: FusionMode | None = None) -> Fu
     return FusionConfig(mode=mode or rs.fusion, rrf_k=rs.rrf_k, alpha=rs.alpha)
 
 
-def collection_fusion(row: CollectionRow, rs: RetrievalSettings) -> FusionConfig:
-    """The collection's tuned fusion parameters, falling back to the settings' defaults."""
-    from retrieval.fusion import FusionConfig
-
-    mode = FusionMode(row.fusion_mode) if row.fusion_mode else rs.fusion
-    return FusionConfig(
-        mode=mode,
-        rrf_k=row.rrf_k if row.rrf_k is not None else rs.rrf_k,
-        alpha=row.alpha if row.alpha is not None else rs.alpha,
-    )
-
-
 def default_methods(rs: RetrievalSettings, default: FusionConfig) -> list[MethodSpec]:
     """bm25, dense, hybrid in each fusion mode (settings' k / alpha), and the default."""
     return [
@@ -149,25 +138,6 @@ def default_methods(rs: RetrievalSettings, default: FusionConfig) -> list[Method
 
 
 # -- the eval collection ----------------------------------------------------------------
-
-
-def open_stores(settings: Settings) -> tuple[Engine, Any, Any]:
-    """The SQL engine, the embedder and the index store an eval run works on (indexes
-    repaired against SQL first, as at a platform start)."""
-    from core.db import make_engine
-    from ingest.embedding import SentenceTransformerEmbedder
-    from retrieval.store import IndexStore
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url, echo=settings.db.echo)
-    embedder = SentenceTransformerEmbedder(
-        settings.ingest.embedding_model_path,
-        device=settings.ingest.embedding_device,
-        batch_size=settings.ingest.embed_batch_size,
-    )
-    store = IndexStore(settings.index_dir, settings.retrieval, embedder.dim)
-    store.repair(engine)
-    return engine, embedder, store
 
 
 def eval_ingest_settings(settings: Settings, dataset: str) -> IngestSettings:
@@ -202,23 +172,19 @@ def collection_state(
     """How much of ``doc_ids`` the collection holds ready (made with ``recipe``, if given:
     chunks of other settings or another embedding model count as missing)."""
     wanted = set(doc_ids)
-    with Session(engine) as s:
-        col = find_collection(s, name)
-        cid = col.id if col is not None else None
-        if cid is None:
+    with repository.read(engine) as s:
+        col = repository.find_collection(s, name)
+        if col is None:
             return CollectionState(None, 0, 0, 0)
-        rows = s.execute(
-            select(DocumentRow.source, DocumentRow.status, DocumentRow.recipe).where(
-                DocumentRow.collection_id == cid
-            )
-        ).all()
-        n_chunks = s.scalar(select(func.count(ChunkRow.id)).where(ChunkRow.collection_id == cid))
+        cid = col.id
+        rows = repository.document_sources(s, cid)
+        n_chunks = repository.count_chunks(s, cid)
     ready = sum(
         1
         for src, st, made in rows
         if st == "ready" and src in wanted and (recipe is None or made == recipe)
     )
-    return CollectionState(cid, ready, len(rows) - ready, int(n_chunks or 0))
+    return CollectionState(cid, ready, len(rows) - ready, n_chunks)
 
 
 def ensure_collection(
@@ -270,13 +236,8 @@ def ingest_corpus(
 
 def chunk_sources(engine: Engine, collection_id: str) -> dict[str, str]:
     """chunk id -> its document's source (the corpus doc id) for a collection."""
-    with Session(engine) as s:
-        rows = s.execute(
-            select(ChunkRow.id, DocumentRow.source)
-            .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-            .where(ChunkRow.collection_id == collection_id)
-        ).all()
-    return {cid: src for cid, src in rows}
+    with repository.read(engine) as s:
+        return repository.chunk_sources(s, collection_id)
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -386,7 +347,7 @@ def run_retrieval_eval(
 
 
 def evaluate_retrieval(
-    settings: Settings,
+    stages: EvalStages,
     dataset: str,
     split: str | None = None,
     *,
@@ -405,9 +366,7 @@ def evaluate_retrieval(
     lists); documents rank by their best chunk, so recall@100 counts the distinct
     documents among those chunks.
     """
-    from ingest.pipeline import IngestPipeline
-    from retrieval.retriever import HybridRetriever
-
+    settings = stages.settings
     split = resolve_split(dataset, split)
     wanted = list(methods) if methods else list(METHODS)
     unknown = [m for m in wanted if m not in METHODS]
@@ -416,17 +375,14 @@ def evaluate_retrieval(
     ds = load_dataset(dataset, split, datasets_dir)
     name = collection or CollectionKey.default(eval_collection_name(ds.name))
 
-    engine, embedder, store = open_stores(settings)
-    pipeline = IngestPipeline(engine, embedder, store, eval_ingest_settings(settings, dataset))
-    retriever = HybridRetriever(engine, store, embedder, settings.retrieval)
+    engine, retriever = stages.engine, stages.retriever
+    pipeline = stages.ingest_with(eval_ingest_settings(settings, dataset))
 
     t0 = time.perf_counter()
     collection_id, built = ensure_collection(engine, pipeline, ds, name, progress)
     build_seconds = time.perf_counter() - t0 if built else 0.0
-    with Session(engine) as s:
-        row = s.get(CollectionRow, collection_id)
-        assert row is not None
-        default = collection_fusion(row, settings.retrieval)
+    with repository.read(engine) as s:
+        default = retriever.fusion_for(repository.collection_by_id(s, collection_id))
     specs = [m for m in default_methods(settings.retrieval, default) if m.name in wanted]
     result = run_retrieval_eval(
         engine,
@@ -438,7 +394,6 @@ def evaluate_retrieval(
         chunk_k=chunk_k or settings.retrieval.candidate_k,
         progress=progress,
     )
-    engine.dispose()
     return RetrievalEvalResult(
         dataset=result.dataset,
         split=result.split,

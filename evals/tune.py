@@ -4,7 +4,7 @@ BM25 and dense search each run once over the labelled queries (``candidate_k`` h
 each, exactly the lists the hybrid retriever fuses); every grid point then only
 re-fuses those lists, so a whole grid costs about one eval run.
 
-    result = tune_fusion(Settings(), None, "scifact", "train")   # collection eval-scifact
+    result = tune_fusion(platform, None, "scifact", "train")   # collection eval-scifact
     result.best.mode, result.best.rrf_k, result.best.value
 
 Tune on a training split only (SciFact ``train``; SQuAD / XQuAD ``dev``) so the
@@ -20,11 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from core import db
+from core import repository
 from core.errors import InvalidRequest
-from core.settings import FusionMode, Settings
+from core.settings import FusionMode
 from core.types import CollectionKey
 from evals.datasets import RetrievalDataset, dataset_spec, load_dataset
 from evals.metrics import evaluate_run, parse_metric
@@ -35,12 +33,12 @@ from evals.retrieval_eval import (
     ensure_collection,
     eval_collection_name,
     eval_ingest_settings,
-    open_stores,
 )
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from evals.ports import EvalStages
     from retrieval.fusion import FusionConfig
 
 RRF_KS: tuple[int, ...] = (1, 5, 10, 20, 40, 60, 100)
@@ -172,16 +170,12 @@ def store_best(
     engine: Any, collection: CollectionKey, best: TuneRow, evidence: dict[str, Any]
 ) -> None:
     """Write the best parameters and the figure they reached to the collection row."""
-    with Session(engine) as s, s.begin():
-        row = db.get_collection(s, collection)
-        row.fusion_mode = best.mode.value
-        row.rrf_k = best.rrf_k
-        row.alpha = best.alpha
-        row.tuned_metric = evidence
+    with repository.write(engine) as s:
+        repository.set_fusion(s, collection, best.mode.value, best.rrf_k, best.alpha, evidence)
 
 
 def tune_fusion(
-    settings: Settings,
+    stages: EvalStages,
     collection: CollectionKey | None,
     dataset: str,
     split: str | None = None,
@@ -196,9 +190,7 @@ def tune_fusion(
     """Grid-search fusion parameters on ``dataset``'s labelled ``split`` (default: its
     training split) over ``collection`` (default ``eval-<dataset>``, built from the data
     set's corpus when absent) and store the best in the collection row."""
-    from ingest.pipeline import IngestPipeline
-    from retrieval.retriever import HybridRetriever
-
+    settings = stages.settings
     parse_metric(objective)
     spec = dataset_spec(dataset)
     split = split or spec.train_split
@@ -206,7 +198,7 @@ def tune_fusion(
     name = collection or CollectionKey.default(eval_collection_name(spec.name))
 
     t0 = time.perf_counter()
-    engine, embedder, index_store = open_stores(settings)
+    engine = stages.engine
     state = collection_state(engine, name, list(ds.corpus))
     if state.collection_id is not None and state.ready_sources == 0:
         raise InvalidRequest(
@@ -216,11 +208,11 @@ def tune_fusion(
         )
     if state.collection_id is None or name.name == eval_collection_name(spec.name):
         ingest_settings = eval_ingest_settings(settings, spec.name)
-        pipeline = IngestPipeline(engine, embedder, index_store, ingest_settings)
+        pipeline = stages.ingest_with(ingest_settings)
         collection_id, _ = ensure_collection(engine, pipeline, ds, name, progress)
     else:
         collection_id = state.collection_id
-    retriever = HybridRetriever(engine, index_store, embedder, settings.retrieval)
+    retriever = stages.retriever
 
     search = tune_on_collection(
         retriever,
@@ -250,7 +242,6 @@ def tune_fusion(
                 "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-    engine.dispose()
     return TuneResult(
         collection=name.name,
         dataset=spec.name,

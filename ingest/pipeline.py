@@ -31,12 +31,9 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from core import db
-from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
+from core import repository
 from core.errors import DocumentTooLarge, IngestError, InvalidRequest, PathNotFound, RagError
 from core.settings import IngestSettings
 from core.types import (
@@ -210,26 +207,20 @@ class IngestPipeline:
         """Delete a document: its SQL rows first, then its chunks from the indexes."""
         require_key(collection)
         with self._lock:
-            with Session(self._engine) as s, s.begin():
-                col = db.get_collection(s, collection)
-                doc = db.get_document(s, col.id, document_id)
+            with repository.write(self._engine) as s:
+                col = repository.get_collection(s, collection)
+                doc = repository.get_document(s, col.id, document_id)
                 collection_id = col.id
-                ids = db.delete_document_rows(s, doc.id)
+                ids = repository.delete_document_rows(s, doc.id)
             self._indexer.delete(collection_id, ids)
 
     def delete_collection(self, collection: CollectionKey) -> None:
         """Delete a collection with its documents, chunks, jobs and index entries."""
         require_key(collection)
         with self._lock:
-            with Session(self._engine) as s, s.begin():
-                col = db.get_collection(s, collection)
-                collection_id = col.id
-                s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
-                s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
-                s.execute(
-                    delete(IngestionJobRow).where(IngestionJobRow.collection_id == collection_id)
-                )
-                s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
+            with repository.write(self._engine) as s:
+                collection_id = repository.get_collection(s, collection).id
+                repository.delete_collection_rows(s, collection_id)
             self._indexer.drop_collection(collection_id)
 
     def recover(self) -> int:
@@ -240,12 +231,8 @@ class IngestPipeline:
         index repair at start-up.
         """
         with self._lock:
-            with Session(self._engine) as s:
-                pending = s.execute(
-                    select(DocumentRow.id, DocumentRow.collection_id)
-                    .where(DocumentRow.status == "indexing")
-                    .order_by(DocumentRow.collection_id, DocumentRow.id)
-                ).all()
+            with repository.read(self._engine) as s:
+                pending = repository.documents_indexing(s)
             by_collection: dict[str, list[str]] = {}
             for doc_id, collection_id in pending:
                 by_collection.setdefault(collection_id, []).append(doc_id)
@@ -331,11 +318,9 @@ class IngestPipeline:
         caller_meta = dict(metadata or {})
         with self._lock:
             self._check_model_length()
-            with Session(self._engine) as s, s.begin():
-                collection_id = db.get_or_create_collection(s, collection).id
-                job_row = IngestionJobRow(id=db.new_id(), collection_id=collection_id)
-                s.add(job_row)
-                job_id = job_row.id
+            with repository.write(self._engine) as s:
+                collection_id = repository.get_or_create_collection(s, collection).id
+                job_id = repository.start_job(s, collection_id)
             job = _Job(on_progress)
             self._group_size = self._group_chunks
             try:
@@ -344,9 +329,7 @@ class IngestPipeline:
                 self._finish_job(job_id, job, failed=e)
                 raise
             self._finish_job(job_id, job)
-            return IngestReport(
-                collection=collection.name, job_id=job_id, outcomes=job.ordered()
-            )
+            return IngestReport(collection=collection.name, job_id=job_id, outcomes=job.ordered())
 
     def _ingest(
         self, collection_id: str, inputs: Iterable[_Input], caller_meta: dict[str, Any], job: _Job
@@ -413,27 +396,16 @@ class IngestPipeline:
                 self._write_group(collection_id, group, job)
                 group.clear()
         if meta_updates:
-            with Session(self._engine) as s, s.begin():
-                s.execute(
-                    update(DocumentRow),
-                    [{"id": doc_id, "meta": meta} for doc_id, meta in meta_updates.items()],
+            with repository.write(self._engine) as s:
+                repository.update_documents(
+                    s, [{"id": doc_id, "meta": meta} for doc_id, meta in meta_updates.items()]
                 )
 
     def _stored(self, collection_id: str, sources: list[str]) -> dict[str, _Stored]:
-        with Session(self._engine) as s:
-            rows = s.execute(
-                select(
-                    DocumentRow.id,
-                    DocumentRow.source,
-                    DocumentRow.sha256,
-                    DocumentRow.status,
-                    DocumentRow.meta,
-                    DocumentRow.recipe,
-                ).where(DocumentRow.collection_id == collection_id, DocumentRow.source.in_(sources))
-            ).all()
+        with repository.read(self._engine) as s:
+            rows = repository.document_versions(s, collection_id, sources)
         return {
-            r.source: _Stored(r.id, r.sha256, r.status, dict(r.meta or {}), r.recipe)
-            for r in rows
+            r.source: _Stored(r.id, r.sha256, r.status, dict(r.meta or {}), r.recipe) for r in rows
         }
 
     # -- writing a group ---------------------------------------------------------------------------
@@ -488,9 +460,9 @@ class IngestPipeline:
         t3 = time.perf_counter()
 
         try:
-            with Session(self._engine) as s, s.begin():
-                s.execute(
-                    update(DocumentRow),
+            with repository.write(self._engine) as s:
+                repository.update_documents(
+                    s,
                     [
                         {"id": p.document_id, "status": "ready", "n_chunks": len(p.drafts)}
                         for p in group
@@ -539,24 +511,15 @@ class IngestPipeline:
         old_ids: list[str] = []
         rows: list[dict[str, Any]] = []
         row = 0
-        with Session(self._engine) as s, s.begin():
-            current = {
-                d.source: d
-                for d in s.scalars(
-                    select(DocumentRow).where(
-                        DocumentRow.collection_id == collection_id,
-                        DocumentRow.source.in_([p.doc.source for p in group]),
-                    )
-                )
-            }
+        with repository.write(self._engine) as s:
+            current = repository.documents_by_source(
+                s, collection_id, [p.doc.source for p in group]
+            )
             for p in group:
                 doc = p.doc
                 existing = current.get(doc.source)
                 if existing is not None:
-                    old_ids.extend(
-                        s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == existing.id))
-                    )
-                    s.execute(delete(ChunkRow).where(ChunkRow.document_id == existing.id))
+                    old_ids.extend(repository.drop_document_chunks(s, existing.id))
                     existing.media_type = doc.media_type
                     existing.sha256 = doc.sha256
                     existing.version = existing.version + 1
@@ -568,23 +531,22 @@ class IngestPipeline:
                     existing.recipe = self.recipe
                     p.document_id, p.status = existing.id, "replaced"
                 else:
-                    p.document_id, p.status = db.new_id(), "ingested"
-                    s.add(
-                        DocumentRow(
-                            id=p.document_id,
-                            collection_id=collection_id,
-                            source=doc.source,
-                            media_type=doc.media_type,
-                            sha256=doc.sha256,
-                            version=1,
-                            status="indexing",
-                            size_bytes=doc.size_bytes,
-                            n_chunks=len(p.drafts),
-                            meta=p.meta,
-                            recipe=self.recipe,
-                        )
+                    p.document_id, p.status = repository.new_id(), "ingested"
+                    repository.add_document(
+                        s,
+                        id=p.document_id,
+                        collection_id=collection_id,
+                        source=doc.source,
+                        media_type=doc.media_type,
+                        sha256=doc.sha256,
+                        version=1,
+                        status="indexing",
+                        size_bytes=doc.size_bytes,
+                        n_chunks=len(p.drafts),
+                        meta=p.meta,
+                        recipe=self.recipe,
                     )
-                p.chunk_ids = [db.new_id() for _ in p.drafts]
+                p.chunk_ids = [repository.new_id() for _ in p.drafts]
                 for ordinal, (chunk_id, draft) in enumerate(
                     zip(p.chunk_ids, p.drafts, strict=True)
                 ):
@@ -600,12 +562,12 @@ class IngestPipeline:
                             "page": draft.page,
                             "heading_path": list(draft.heading_path),
                             "token_count": draft.token_count,
-                            "embedding": db.vector_to_blob(vectors[row]),
+                            "embedding": repository.vector_to_blob(vectors[row]),
                         }
                     )
                     row += 1
             s.flush()
-            s.execute(insert(ChunkRow), rows)
+            repository.insert_chunks(s, rows)
         return old_ids
 
     def _mark_failed(
@@ -617,9 +579,9 @@ class IngestPipeline:
         except Exception:
             log.exception("could not remove the chunks of a failed group from the indexes")
         try:
-            with Session(self._engine) as s, s.begin():
-                s.execute(
-                    update(DocumentRow),
+            with repository.write(self._engine) as s:
+                repository.update_documents(
+                    s,
                     [
                         {"id": p.document_id, "status": "failed", "error": str(error)[:2000]}
                         for p in group
@@ -631,15 +593,8 @@ class IngestPipeline:
     # -- recovery ----------------------------------------------------------------------------------
 
     def _recover_collection(self, collection_id: str, doc_ids: list[str]) -> None:
-        with Session(self._engine) as s:
-            counts: dict[str, int] = {}
-            for lo in range(0, len(doc_ids), 500):
-                rows = s.execute(
-                    select(ChunkRow.document_id, func.count())
-                    .where(ChunkRow.document_id.in_(doc_ids[lo : lo + 500]))
-                    .group_by(ChunkRow.document_id)
-                )
-                counts.update((doc_id, n) for doc_id, n in rows)
+        with repository.read(self._engine) as s:
+            counts = repository.chunk_counts_by_document(s, doc_ids)
         batch: list[str] = []
         batch_chunks = 0
         for doc_id in doc_ids:
@@ -654,16 +609,12 @@ class IngestPipeline:
     def _recover_batch(
         self, collection_id: str, doc_ids: list[str], counts: Mapping[str, int]
     ) -> None:
-        with Session(self._engine) as s:
-            rows = s.execute(
-                select(ChunkRow.id, ChunkRow.text, ChunkRow.embedding)
-                .where(ChunkRow.document_id.in_(doc_ids))
-                .order_by(ChunkRow.document_id, ChunkRow.ordinal)
-            ).all()
+        with repository.read(self._engine) as s:
+            rows = repository.stored_chunks(s, doc_ids)
         if rows:
             ids = [r.id for r in rows]
             texts = [r.text for r in rows]
-            stored = [db.blob_to_vector(r.embedding) if r.embedding else None for r in rows]
+            stored = [repository.blob_to_vector(r.embedding) if r.embedding else None for r in rows]
             dim = next((len(v) for v in stored if v is not None), None)
             missing = [i for i, v in enumerate(stored) if v is None or len(v) != dim]
             if missing:  # stored without a usable embedding: embed those now
@@ -680,9 +631,9 @@ class IngestPipeline:
             vectors = np.stack([np.asarray(v, dtype=np.float32) for v in stored])
             with self._indexer.bulk(collection_id):
                 self._indexer.upsert(collection_id, ids, texts, vectors)
-        with Session(self._engine) as s, s.begin():
-            s.execute(
-                update(DocumentRow),
+        with repository.write(self._engine) as s:
+            repository.update_documents(
+                s,
                 [
                     {"id": d, "status": "ready", "error": None, "n_chunks": counts.get(d, 0)}
                     for d in doc_ids
@@ -707,21 +658,18 @@ class IngestPipeline:
         if failed is not None:
             summary["error"] = f"{type(failed).__name__}: {failed}"
         try:
-            with Session(self._engine) as s, s.begin():
-                s.execute(
-                    update(IngestionJobRow)
-                    .where(IngestionJobRow.id == job_id)
-                    .values(
-                        status="failed" if failed is not None else "done",
-                        finished_at=db.utcnow(),
-                        n_inputs=len(outcomes),
-                        n_ingested=n["ingested"],
-                        n_unchanged=n["unchanged"],
-                        n_replaced=n["replaced"],
-                        n_failed=n["failed"],
-                        n_chunks=sum(o.chunks for o in outcomes),
-                        summary=summary,
-                    )
+            with repository.write(self._engine) as s:
+                repository.finish_job(
+                    s,
+                    job_id,
+                    failed=failed is not None,
+                    n_inputs=len(outcomes),
+                    n_ingested=n["ingested"],
+                    n_unchanged=n["unchanged"],
+                    n_replaced=n["replaced"],
+                    n_failed=n["failed"],
+                    n_chunks=sum(o.chunks for o in outcomes),
+                    summary=summary,
                 )
         except Exception:
             if failed is None:
@@ -767,7 +715,8 @@ def check_source_prefix(prefix: str) -> str:
     naming the rule; "" for none."""
     parts = [p for p in prefix.replace("\\", "/").split("/") if p not in ("", ".")]
     bad = [
-        p for p in parts
+        p
+        for p in parts
         if p == ".." or any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in p)
     ]
     if bad:

@@ -16,16 +16,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.errors import CollectionEmpty, InvalidRequest
 from core.settings import FusionMode, RetrievalSettings
 from core.types import Query, ScoredChunk, require_key
 from retrieval.dense import normalize
-from retrieval.filters import allowed_chunk_ids
 from retrieval.fusion import FusedHit, Fusion, FusionConfig, single
 from retrieval.mmr import mmr
 from retrieval.ports import Hits, QueryEmbedder, Reranker
@@ -123,8 +120,8 @@ class HybridRetriever:
         if not texts:
             return []
         if fusion is None:
-            with Session(self.engine) as s:
-                fusion = self.fusion_for(s.get(db.CollectionRow, collection_id))
+            with repository.read(self.engine) as s:
+                fusion = self.fusion_for(repository.collection_by_id(s, collection_id))
         qvecs = self._embed(texts, vectors) if method != "bm25" else None
         fused = self._search(collection_id, texts, qvecs, method, k, fusion, allowed)
         return [hits[:k] for hits in fused]
@@ -147,21 +144,15 @@ class HybridRetriever:
             raise InvalidRequest(f"unknown retrieval method '{method}' (use {_METHODS})")
         require_key(query.collection)
         top_k = query.top_k
-        with Session(self.engine) as s:
-            col = db.get_collection(s, query.collection)
-            has_ready = s.scalar(
-                select(db.ChunkRow.id)
-                .join(db.DocumentRow, db.ChunkRow.document_id == db.DocumentRow.id)
-                .where(db.ChunkRow.collection_id == col.id, db.DocumentRow.status == "ready")
-                .limit(1)
-            )
-            if has_ready is None:
+        with repository.read(self.engine) as s:
+            col = repository.get_collection(s, query.collection)
+            if not repository.has_ready_chunk(s, col.id):
                 raise CollectionEmpty(
                     f"collection '{query.collection}' has no ready documents; "
                     "ingest some before querying it"
                 )
             cfg = fusion or self.fusion_for(col)
-            allowed = allowed_chunk_ids(s, col.id, query.filter)
+            allowed = repository.allowed_chunk_ids(s, col.id, query.filter)
             cid = col.id
         if allowed is not None and not allowed:
             return []
@@ -183,10 +174,12 @@ class HybridRetriever:
             by_id = {h.id: h for h in fused}
             no_vec = [h for h in fused if h.id not in cos]
             fused = [by_id[found[i]] for i in order] + no_vec
-        with Session(self.engine) as s:
-            chunks = db.load_chunks(s, [h.id for h in fused[: max(rerank_pool, top_k) * 2]])
+        with repository.read(self.engine) as s:
+            chunks = repository.load_chunks(s, [h.id for h in fused[: max(rerank_pool, top_k) * 2]])
             if len(chunks) < min(rerank_pool, len(fused)):  # many stale ids: load the rest
-                chunks.update(db.load_chunks(s, [h.id for h in fused if h.id not in chunks]))
+                chunks.update(
+                    repository.load_chunks(s, [h.id for h in fused if h.id not in chunks])
+                )
         results: list[ScoredChunk] = []
         for h in fused:
             chunk = chunks.get(h.id)

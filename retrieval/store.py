@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.errors import RagError
 from core.settings import RetrievalSettings
 from retrieval._io import atomic_write, atomic_write_json, read_json
@@ -408,9 +407,7 @@ class IndexStore:
     ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         if not (len(chunk_ids) == len(texts) == len(vectors)):
-            raise ValueError(
-                f"{len(chunk_ids)} ids, {len(texts)} texts and {len(vectors)} vectors"
-            )
+            raise ValueError(f"{len(chunk_ids)} ids, {len(texts)} texts and {len(vectors)} vectors")
         if not chunk_ids:
             return
         vectors = vectors.reshape(len(chunk_ids), -1)
@@ -465,8 +462,8 @@ class IndexStore:
         collections no longer in SQL are dropped. Returns one report per collection.
         """
         reports: list[RepairReport] = []
-        with Session(engine) as s:
-            collections = {c.id: c.name for c in db.list_collections(s)}
+        with repository.read(engine) as s:
+            collections = {c.id: c.name for c in repository.list_collections(s)}
             for cid, name in collections.items():
                 reports.append(self._repair_collection(s, cid, name))
         for cid in self.collections_on_disk():
@@ -477,13 +474,15 @@ class IndexStore:
         return reports
 
     def _repair_collection(self, s: Session, cid: str, name: str) -> RepairReport:
-        sql_ids = db.chunk_ids(s, cid)
+        sql_ids = repository.chunk_ids(s, cid)
         with self._lock(cid):
             entry = self._entry(cid)
             sparse_rep = self._repair_sparse(s, cid, entry, sql_ids)
             dense_rep = self._repair_dense(s, cid, entry, sql_ids)
-            if sparse_rep.action != "ok" or dense_rep.action != "ok" or (
-                sql_ids and self._stamp(cid) is None
+            if (
+                sparse_rep.action != "ok"
+                or dense_rep.action != "ok"
+                or (sql_ids and self._stamp(cid) is None)
             ):
                 entry.full = True  # repair changed the indexes directly
                 self._persist(cid, entry)
@@ -494,15 +493,9 @@ class IndexStore:
     def _rows(s: Session, cid: str, ids: set[str] | None) -> Iterator[db.ChunkRow]:
         """SQL chunk rows of a collection: all of them, or those with the given ids."""
         if ids is None:
-            yield from db.iter_chunk_rows(s, cid)
-            return
-        todo = sorted(ids)
-        for lo in range(0, len(todo), 500):
-            yield from s.scalars(
-                select(db.ChunkRow).where(
-                    db.ChunkRow.collection_id == cid, db.ChunkRow.id.in_(todo[lo : lo + 500])
-                )
-            )
+            yield from repository.iter_chunk_rows(s, cid)
+        else:
+            yield from repository.chunk_rows(s, cid, ids)
 
     def _plan(
         self, kind: str, entry: _Entry, have: set[str], sql_ids: set[str]
@@ -516,9 +509,7 @@ class IndexStore:
             return "rebuilt", missing, extra
         return "repaired", missing, extra
 
-    def _repair_sparse(
-        self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]
-    ) -> IndexRepair:
+    def _repair_sparse(self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]) -> IndexRepair:
         have = entry.sparse.ids()
         action, missing, extra = self._plan("sparse", entry, have, sql_ids)
         if action == "ok":
@@ -537,9 +528,7 @@ class IndexStore:
         removed = len(extra)
         return IndexRepair(action, added, removed, 0, reason)  # type: ignore[arg-type]
 
-    def _repair_dense(
-        self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]
-    ) -> IndexRepair:
+    def _repair_dense(self, s: Session, cid: str, entry: _Entry, sql_ids: set[str]) -> IndexRepair:
         have = entry.dense.ids()
         action, missing, extra = self._plan("dense", entry, have, sql_ids)
         if action == "ok":
@@ -556,7 +545,7 @@ class IndexStore:
             ids: list[str] = []
             vecs: list[np.ndarray] = []
             for row in batch:
-                vec = db.blob_to_vector(row.embedding) if row.embedding else None
+                vec = repository.blob_to_vector(row.embedding) if row.embedding else None
                 if vec is None or vec.shape[0] != self.dim:
                     skipped += 1
                     continue

@@ -8,7 +8,7 @@ import pickle
 import pytest
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.errors import InvalidRequest
 from core.types import CollectionKey, check_collection_name, check_tenant, require_key
 
@@ -55,12 +55,16 @@ def test_good_collection_names() -> None:
 def test_sql_lookups_refuse_a_bare_name(tmp_path) -> None:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'rag.sqlite3'}")
     with Session(engine) as s, s.begin():
-        db.get_or_create_collection(s, CollectionKey("acme", "docs"))
+        repository.get_or_create_collection(s, CollectionKey("acme", "docs"))
     with Session(engine) as s:
-        assert db.find_collection(s, CollectionKey("acme", "docs")) is not None
-        assert db.find_collection(s, CollectionKey.default("docs")) is None
-        for call in (db.find_collection, db.get_collection, db.get_or_create_collection):
+        assert repository.find_collection(s, CollectionKey("acme", "docs")) is not None
+        assert repository.find_collection(s, CollectionKey.default("docs")) is None
+        for call in (
+            repository.find_collection,
+            repository.get_collection,
+            repository.get_or_create_collection,
+        ):
             with pytest.raises(TypeError, match="bare name"):
                 call(s, "docs")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            db.collection_answer_models(s, "docs")  # type: ignore[arg-type]
+            repository.collection_answer_models(s, "docs")  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from core.db import collection_answer_models, make_engine
+from core.db import make_engine
+from core.repository import collection_answer_models
 from core.types import CollectionKey
 from evals.answer_fit import match_selected, operating_point
 from generation.compose import AnswerComposer
@@ -66,9 +67,22 @@ def test_rag_tune_abstention_fits_cross_validates_and_stores(tmp_path: Path) -> 
     data = _slice(tmp_path, 12)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(tmp_path / "data")}
     r = subprocess.run(
-        [sys.executable, "-m", "api.cli", "tune", "--abstention", "--dataset", str(data),
-         "--target-precision", "0.7", "--json"],
-        capture_output=True, text=True, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "tune",
+            "--abstention",
+            "--dataset",
+            str(data),
+            "--target-precision",
+            "0.7",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert r.returncode == 0, r.stderr
@@ -89,7 +103,10 @@ def test_rag_tune_abstention_fits_cross_validates_and_stores(tmp_path: Path) -> 
     bad.write_text('{"id": "1", "input": "q"}\n', encoding="utf-8")
     r = subprocess.run(
         [sys.executable, "-m", "api.cli", "tune", "--abstention", "--dataset", str(bad)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert r.returncode != 0 and "bad.jsonl:1" in r.stderr + r.stdout

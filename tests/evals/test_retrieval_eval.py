@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy.orm import Session
 
-from core import db
+from api.platform import Platform
+from core import db, repository
 from core.settings import FusionMode, Settings
 from core.types import CollectionKey
 from evals.retrieval_eval import METHODS, doc_ranking, evaluate_retrieval, render_table
@@ -62,10 +63,18 @@ def test_doc_ranking_keeps_best_chunk_rank() -> None:
     ]
 
 
+def started(settings: Settings) -> Platform:
+    """The composition root evals receive their stages from, started like `rag` does."""
+    platform = Platform(settings)
+    platform.startup()
+    return platform
+
+
 def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     settings = Settings(data_dir=tmp_path / "data")
-    result = evaluate_retrieval(settings, "scifact", "test", datasets_dir=tmp_path)
+    platform = started(settings)
+    result = evaluate_retrieval(platform, "scifact", "test", datasets_dir=tmp_path)
     out = result.to_json()
     assert (out["dataset"], out["split"], out["n_queries"]) == ("scifact", "test", 3)
     assert set(out["methods"]) == set(METHODS)
@@ -85,12 +94,12 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     assert "hybrid-weighted" in text and "ndcg@10" in text
 
     # tune on the train split, store in SQL; the eval's "hybrid" then uses it
-    tuned = tune_fusion(settings, None, "scifact", "train", datasets_dir=tmp_path)
+    tuned = tune_fusion(platform, None, "scifact", "train", datasets_dir=tmp_path)
     assert tuned.split == "train" and tuned.n_queries == 2
     assert len(tuned.rows) == 7 + 9
     assert tuned.best.value == max(r.value for r in tuned.rows)
     with Session(db.make_engine(settings.db_url)) as s:
-        row = db.get_collection(s, K("eval-scifact"))
+        row = repository.get_collection(s, K("eval-scifact"))
         assert row.fusion_mode == tuned.best.mode.value
         assert row.tuned_metric is not None
         assert row.tuned_metric["value"] == round(tuned.best.value, 4)
@@ -105,7 +114,7 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     assert json.dumps(tuned.to_json())
 
     again = evaluate_retrieval(
-        settings, "scifact", "test", datasets_dir=tmp_path, methods=["bm25", "hybrid"]
+        platform, "scifact", "test", datasets_dir=tmp_path, methods=["bm25", "hybrid"]
     )
     assert again.build_seconds == 0.0  # the collection was reused
     assert list(again.methods) == ["bm25", "hybrid"]
@@ -114,9 +123,11 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     # Other chunk settings: the eval collection is not reused as it is; its documents
     # are re-indexed with the new recipe (before, the stale chunks were silently kept).
     other = Settings(data_dir=tmp_path / "data", ingest={"chunk_overlap_tokens": 5})
-    rebuilt = evaluate_retrieval(other, "scifact", "test", datasets_dir=tmp_path, methods=["bm25"])
+    rebuilt = evaluate_retrieval(
+        started(other), "scifact", "test", datasets_dir=tmp_path, methods=["bm25"]
+    )
     assert rebuilt.build_seconds > 0
     with Session(db.make_engine(settings.db_url)) as s:
-        col = db.get_collection(s, K("eval-scifact"))
-        recipes = {d.recipe for d in db.list_documents(s, col.id)}
+        col = repository.get_collection(s, K("eval-scifact"))
+        recipes = {d.recipe for d in repository.list_documents(s, col.id)}
     assert len(recipes) == 1 and recipes.pop().startswith("chunks 254/5 tokens")

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow, blob_to_vector
+from core.db import ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
 from core.errors import InvalidRequest, ModelNotFound
+from core.repository import blob_to_vector
 from core.settings import IngestSettings
 from core.types import CollectionKey, IngestOutcome
 from ingest.embedding import SentenceTransformerEmbedder
@@ -31,7 +32,6 @@ PARAGRAPH = (
     "The travel policy covers trains, flights and hotels. Trains are preferred for trips "
     "under four hours. Hotels are booked through the portal and capped per city. "
 )
-
 
 
 def collection_id(engine: Engine, name: str) -> str:

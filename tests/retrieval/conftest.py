@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.types import CollectionKey
 
 DIM = 384
@@ -75,7 +75,7 @@ def add_documents(
     """
     out: dict[str, list[str]] = {}
     with Session(engine) as s, s.begin():
-        col = db.get_or_create_collection(s, CollectionKey.default(collection))
+        col = repository.get_or_create_collection(s, CollectionKey.default(collection))
         cid = col.id
         for d in docs:
             doc = db.DocumentRow(
@@ -105,7 +105,7 @@ def add_documents(
                     text=text,
                     char_start=0,
                     char_end=len(text),
-                    embedding=db.vector_to_blob(vecs[i]),
+                    embedding=repository.vector_to_blob(vecs[i]),
                 )
                 s.add(row)
                 ids.append(row.id)
@@ -116,9 +116,9 @@ def add_documents(
 def chunk_rows(engine: Engine, cid: str) -> tuple[list[str], list[str], np.ndarray]:
     """(ids, texts, vectors) of every chunk row of a collection."""
     with Session(engine) as s:
-        rows = list(db.iter_chunk_rows(s, cid))
+        rows = list(repository.iter_chunk_rows(s, cid))
         return (
             [r.id for r in rows],
             [r.text for r in rows],
-            np.stack([db.blob_to_vector(r.embedding) for r in rows]),
+            np.stack([repository.blob_to_vector(r.embedding) for r in rows]),
         )

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
+from core.repository import allowed_chunk_ids
 from core.settings import RetrievalSettings
 from core.types import Filter
-from retrieval.filters import allowed_chunk_ids
 from retrieval.store import IndexStore
 from tests.retrieval.conftest import DIM, DocSpec, add_documents, chunk_rows, unit_vectors
 
@@ -72,7 +72,7 @@ def test_repair_missing_files_extra_and_missing_ids(engine, tmp_path: Path) -> N
     assert rep.sparse.action == "rebuilt" and rep.dense.action == "rebuilt"
     assert rep.sparse.added == rep.dense.added == 7
     with Session(engine) as s:
-        sql_ids = db.chunk_ids(s, cid)
+        sql_ids = repository.chunk_ids(s, cid)
     assert store.ids(cid) == store.ids(cid, "dense") == sql_ids
     # the dense vectors came from SQL blobs: each chunk finds itself
     ids, _, vecs = chunk_rows(engine, cid)
@@ -219,7 +219,7 @@ def test_an_unreadable_delta_is_repaired_from_sql(engine, tmp_path: Path) -> Non
     (rep,) = broken.repair(engine)
     assert rep.sparse.action == rep.dense.action == "rebuilt"
     with Session(engine) as s:
-        assert _store(tmp_path).ids(cid) == db.chunk_ids(s, cid)
+        assert _store(tmp_path).ids(cid) == repository.chunk_ids(s, cid)
 
 
 def test_a_write_that_fails_half_way_makes_the_next_persist_full(

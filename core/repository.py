@@ -1,0 +1,502 @@
+"""Every SQL statement of the platform, as named query functions over ``core.db``'s schema.
+
+The caller owns the transaction; nothing here commits:
+
+    with repository.write(engine) as s:
+        col = repository.get_or_create_collection(s, CollectionKey("acme", "docs"))
+    with repository.read(engine) as s:
+        chunks = repository.load_chunks(s, ids)
+
+Collections belong to a tenant and their names are unique per tenant: every collection
+lookup takes a ``core.types.CollectionKey`` (tenant, name) and refuses a plain string.
+Stages outside ``core`` call these functions and never build statements themselves, so
+"where is the SQL for X?" has one answer: here (the schema and its migrations are in
+``core.db``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.orm import Session
+
+from core import types
+from core.db import ApiKeyRow, ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
+from core.db import new_id as new_id  # re-exported: callers make ids with the rows
+from core.db import utcnow as utcnow
+from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
+from core.types import CollectionKey, Filter, MetadataValue, require_key
+
+_IN_BATCH = 500  # ids per IN (...) list
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+@contextmanager
+def read(engine: Engine) -> Iterator[Session]:
+    """A session for reads (no transaction is committed)."""
+    with Session(engine) as s:
+        yield s
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Session]:
+    """A session inside one transaction: committed on success, rolled back on error."""
+    with Session(engine) as s, s.begin():
+        yield s
+
+
+def ping(engine: Engine) -> None:
+    """Round-trip to the database (the health check); raises when it cannot be reached."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _batches(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for lo in range(0, len(ids), _IN_BATCH):
+        yield ids[lo : lo + _IN_BATCH]
+
+
+# -- vectors ---------------------------------------------------------------------------
+
+
+def vector_to_blob(v: np.ndarray) -> bytes:
+    return np.asarray(v, dtype="<f4").tobytes()
+
+
+def blob_to_vector(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype="<f4")
+
+
+# -- collections -------------------------------------------------------------------------
+
+
+def find_collection(s: Session, key: CollectionKey) -> CollectionRow | None:
+    """The collection ``key`` names (its tenant's), or None. Another tenant's collection
+    of that name is never returned; a plain string is refused (``TypeError``)."""
+    key = require_key(key)
+    return s.scalar(
+        select(CollectionRow).where(
+            CollectionRow.tenant == key.tenant, CollectionRow.name == key.name
+        )
+    )
+
+
+def get_collection(s: Session, key: CollectionKey) -> CollectionRow:
+    """Like ``find_collection``; ``CollectionNotFound`` when the tenant has none of that
+    name (the same message whether or not another tenant has one)."""
+    row = find_collection(s, key)
+    if row is None:
+        raise CollectionNotFound(f"collection '{key.name}' does not exist")
+    return row
+
+
+def collection_answer_models(s: Session, key: CollectionKey) -> dict[str, Any] | None:
+    """The collection's own fitted answer models, or None (none stored, or no such
+    collection: the defaults apply)."""
+    row = find_collection(s, key)
+    return row.answer_models if row is not None else None
+
+
+def set_answer_models(s: Session, key: CollectionKey, models: dict[str, Any] | None) -> None:
+    """Store (None: remove) the collection's own answer models; ``CollectionNotFound``."""
+    get_collection(s, key).answer_models = models
+
+
+def get_or_create_collection(s: Session, key: CollectionKey) -> CollectionRow:
+    row = find_collection(s, key)
+    if row is None:
+        row = CollectionRow(id=new_id(), tenant=key.tenant, name=key.name)
+        s.add(row)
+        s.flush()
+    return row
+
+
+def list_collections(s: Session, tenant: str | None = None) -> Sequence[CollectionRow]:
+    """One tenant's collections by name; ``tenant`` None: every tenant's (for admin
+    tools and the index repair, never for a request)."""
+    stmt = select(CollectionRow).order_by(CollectionRow.tenant, CollectionRow.name)
+    if tenant is not None:
+        stmt = stmt.where(CollectionRow.tenant == tenant)
+    return s.scalars(stmt).all()
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+def add_api_key(s: Session, tenant: str, label: str, key_hash: str, prefix: str) -> ApiKeyRow:
+    row = ApiKeyRow(id=new_id(), tenant=tenant, label=label, key_hash=key_hash, prefix=prefix)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def find_api_key(s: Session, key_hash: str) -> ApiKeyRow | None:
+    """The key whose secret hashes to ``key_hash`` (revoked or not), or None."""
+    return s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+
+
+def get_api_key(s: Session, key_id: str) -> ApiKeyRow:
+    row = s.get(ApiKeyRow, key_id)
+    if row is None:
+        raise ApiKeyNotFound(f"API key '{key_id}' does not exist (see `rag keys list`)")
+    return row
+
+
+def list_api_keys(s: Session, tenant: str | None = None) -> Sequence[ApiKeyRow]:
+    stmt = select(ApiKeyRow).order_by(ApiKeyRow.tenant, ApiKeyRow.created_at)
+    if tenant is not None:
+        stmt = stmt.where(ApiKeyRow.tenant == tenant)
+    return s.scalars(stmt).all()
+
+
+def touch_api_key(s: Session, key_id: str, when: datetime) -> None:
+    s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=when))
+
+
+# -- documents ---------------------------------------------------------------------------
+
+
+def find_document(s: Session, collection_id: str, source: str) -> DocumentRow | None:
+    return s.scalar(
+        select(DocumentRow).where(
+            DocumentRow.collection_id == collection_id, DocumentRow.source == source
+        )
+    )
+
+
+def get_document(s: Session, collection_id: str, document_id: str) -> DocumentRow:
+    row = s.scalar(
+        select(DocumentRow).where(
+            DocumentRow.collection_id == collection_id, DocumentRow.id == document_id
+        )
+    )
+    if row is None:
+        raise DocumentNotFound(f"document '{document_id}' does not exist in this collection")
+    return row
+
+
+def list_documents(s: Session, collection_id: str) -> Sequence[DocumentRow]:
+    return s.scalars(
+        select(DocumentRow)
+        .where(DocumentRow.collection_id == collection_id)
+        .order_by(DocumentRow.source)
+    ).all()
+
+
+def delete_document_rows(s: Session, document_id: str) -> list[str]:
+    """Delete a document and its chunks; returns the deleted chunk ids."""
+    ids = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == document_id)))
+    s.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
+    s.execute(delete(DocumentRow).where(DocumentRow.id == document_id))
+    return ids
+
+
+# -- chunks --------------------------------------------------------------------------------
+
+
+def chunk_ids(s: Session, collection_id: str, ready_only: bool = False) -> set[str]:
+    stmt = select(ChunkRow.id).where(ChunkRow.collection_id == collection_id)
+    if ready_only:
+        stmt = stmt.join(DocumentRow).where(DocumentRow.status == "ready")
+    return set(s.scalars(stmt))
+
+
+def chunk_from_row(row: ChunkRow, doc: DocumentRow, collection: str) -> types.Chunk:
+    return types.Chunk(
+        id=row.id,
+        document_id=row.document_id,
+        collection=collection,
+        ordinal=row.ordinal,
+        text=row.text,
+        char_start=row.char_start,
+        char_end=row.char_end,
+        source=doc.source,
+        media_type=doc.media_type,
+        page=row.page,
+        heading_path=tuple(row.heading_path or ()),
+        token_count=row.token_count,
+        metadata=dict(doc.meta or {}),
+    )
+
+
+def load_chunks(s: Session, ids: Iterable[str]) -> dict[str, types.Chunk]:
+    """Chunks by id, for chunks whose document is ready. Unknown ids are absent."""
+    ids = list(ids)
+    out: dict[str, types.Chunk] = {}
+    for start in range(0, len(ids), 500):
+        batch = ids[start : start + 500]
+        rows = s.execute(
+            select(ChunkRow, DocumentRow, CollectionRow.name)
+            .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+            .join(CollectionRow, DocumentRow.collection_id == CollectionRow.id)
+            .where(ChunkRow.id.in_(batch), DocumentRow.status == "ready")
+        ).all()
+        for crow, drow, cname in rows:
+            out[crow.id] = chunk_from_row(crow, drow, cname)
+    return out
+
+
+def iter_chunk_rows(s: Session, collection_id: str, batch: int = 2000) -> Iterable[ChunkRow]:
+    """All chunk rows of a collection (any document status), in id order, streamed."""
+    stmt = (
+        select(ChunkRow)
+        .where(ChunkRow.collection_id == collection_id)
+        .order_by(ChunkRow.id)
+        .execution_options(yield_per=batch)
+    )
+    yield from s.scalars(stmt)
+
+
+def chunk_rows(s: Session, collection_id: str, ids: Iterable[str]) -> Iterator[ChunkRow]:
+    """The collection's chunk rows with the given ids (any document status)."""
+    for batch in _batches(sorted(ids)):
+        yield from s.scalars(
+            select(ChunkRow).where(ChunkRow.collection_id == collection_id, ChunkRow.id.in_(batch))
+        )
+
+
+def has_ready_chunk(s: Session, collection_id: str) -> bool:
+    """Whether the collection holds at least one chunk of a ready document."""
+    return (
+        s.scalar(
+            select(ChunkRow.id)
+            .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+            .where(ChunkRow.collection_id == collection_id, DocumentRow.status == "ready")
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def chunk_sources(s: Session, collection_id: str) -> dict[str, str]:
+    """chunk id -> its document's source, for every chunk of a collection."""
+    rows = s.execute(
+        select(ChunkRow.id, DocumentRow.source)
+        .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+        .where(ChunkRow.collection_id == collection_id)
+    ).all()
+    return {cid: src for cid, src in rows}
+
+
+def count_chunks(s: Session, collection_id: str) -> int:
+    return int(
+        s.scalar(select(func.count(ChunkRow.id)).where(ChunkRow.collection_id == collection_id))
+        or 0
+    )
+
+
+def chunk_counts_by_document(s: Session, document_ids: Sequence[str]) -> dict[str, int]:
+    """document id -> how many chunk rows it has (absent: none)."""
+    counts: dict[str, int] = {}
+    for batch in _batches(document_ids):
+        rows = s.execute(
+            select(ChunkRow.document_id, func.count())
+            .where(ChunkRow.document_id.in_(batch))
+            .group_by(ChunkRow.document_id)
+        )
+        counts.update((doc_id, int(n)) for doc_id, n in rows)
+    return counts
+
+
+def stored_chunks(s: Session, document_ids: Sequence[str]) -> Sequence[Row[str, str, bytes | None]]:
+    """(id, text, embedding) of the documents' chunks, by document then ordinal."""
+    return s.execute(
+        select(ChunkRow.id, ChunkRow.text, ChunkRow.embedding)
+        .where(ChunkRow.document_id.in_(document_ids))
+        .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+    ).all()
+
+
+def insert_chunks(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk insert of chunk rows given as column dicts (embedding as ``vector_to_blob``)."""
+    if rows:
+        s.execute(insert(ChunkRow), list(rows))
+
+
+def drop_document_chunks(s: Session, document_id: str) -> list[str]:
+    """Delete a document's chunk rows (the document stays); returns their ids."""
+    ids = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == document_id)))
+    s.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
+    return ids
+
+
+# -- documents, continued -------------------------------------------------------------------
+
+
+def documents_by_source(
+    s: Session, collection_id: str, sources: Sequence[str]
+) -> dict[str, DocumentRow]:
+    """The collection's documents with the given sources, by source."""
+    out: dict[str, DocumentRow] = {}
+    for batch in _batches(list(sources)):
+        for d in s.scalars(
+            select(DocumentRow).where(
+                DocumentRow.collection_id == collection_id, DocumentRow.source.in_(batch)
+            )
+        ):
+            out[d.source] = d
+    return out
+
+
+def document_versions(s: Session, collection_id: str, sources: Sequence[str]) -> Sequence[Row[Any]]:
+    """(id, source, sha256, status, meta, recipe) of the collection's documents with the
+    given sources: what the pipeline compares a new upload against."""
+    return s.execute(
+        select(
+            DocumentRow.id,
+            DocumentRow.source,
+            DocumentRow.sha256,
+            DocumentRow.status,
+            DocumentRow.meta,
+            DocumentRow.recipe,
+        ).where(DocumentRow.collection_id == collection_id, DocumentRow.source.in_(sources))
+    ).all()
+
+
+def document_sources(s: Session, collection_id: str) -> Sequence[Row[str, str, str | None]]:
+    """(source, status, recipe) of every document of a collection."""
+    return s.execute(
+        select(DocumentRow.source, DocumentRow.status, DocumentRow.recipe).where(
+            DocumentRow.collection_id == collection_id
+        )
+    ).all()
+
+
+def add_document(s: Session, **columns: Any) -> DocumentRow:
+    row = DocumentRow(**columns)
+    s.add(row)
+    return row
+
+
+def update_documents(s: Session, changes: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk update by primary key: each mapping holds ``id`` and the columns to set."""
+    if changes:
+        s.execute(update(DocumentRow), list(changes))
+
+
+def documents_indexing(s: Session) -> list[tuple[str, str]]:
+    """(document id, collection id) of every document a crash left "indexing"."""
+    rows = s.execute(
+        select(DocumentRow.id, DocumentRow.collection_id)
+        .where(DocumentRow.status == "indexing")
+        .order_by(DocumentRow.collection_id, DocumentRow.id)
+    ).all()
+    return [(doc_id, cid) for doc_id, cid in rows]
+
+
+def delete_collection_rows(s: Session, collection_id: str) -> None:
+    """Delete a collection with its documents, chunks and ingestion jobs."""
+    s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
+    s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
+    s.execute(delete(IngestionJobRow).where(IngestionJobRow.collection_id == collection_id))
+    s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
+
+
+def collection_counts(s: Session, tenant: str | None) -> tuple[dict[str, int], dict[str, int]]:
+    """(documents, chunks) per collection id, of one tenant (None: every tenant's)."""
+
+    def counts(column: Any) -> dict[str, int]:
+        stmt = select(column, func.count()).group_by(column)
+        if tenant is not None:
+            stmt = stmt.join(CollectionRow, CollectionRow.id == column).where(
+                CollectionRow.tenant == tenant
+            )
+        return {cid: int(n) for cid, n in s.execute(stmt).all()}
+
+    return counts(DocumentRow.collection_id), counts(ChunkRow.collection_id)
+
+
+# -- filters --------------------------------------------------------------------------------
+
+
+def _same(a: object, b: MetadataValue) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return a == b
+
+
+def allowed_chunk_ids(s: Session, collection_id: str, flt: Filter | None) -> set[str] | None:
+    """Chunk ids of ``collection_id`` matching every field of ``flt``; None if it is empty.
+
+    Only chunks of ready documents are allowed. Metadata values match exactly, with
+    booleans matching only booleans (JSON keeps ``true`` and ``1`` apart).
+    """
+    if flt is None or flt.is_empty():
+        return None
+    doc_q = select(DocumentRow.id, DocumentRow.meta).where(
+        DocumentRow.collection_id == collection_id, DocumentRow.status == "ready"
+    )
+    if flt.document_ids:
+        doc_q = doc_q.where(DocumentRow.id.in_(flt.document_ids))
+    if flt.sources:
+        doc_q = doc_q.where(DocumentRow.source.in_(flt.sources))
+    if flt.media_types:
+        doc_q = doc_q.where(DocumentRow.media_type.in_(flt.media_types))
+    doc_ids: list[str] = []
+    missing = object()
+    for doc_id, meta in s.execute(doc_q):
+        meta = meta or {}
+        if all(_same(meta.get(k, missing), v) for k, v in flt.metadata.items()):
+            doc_ids.append(doc_id)
+    out: set[str] = set()
+    for batch in _batches(doc_ids):
+        out.update(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(batch))))
+    return out
+
+
+# -- ingestion jobs ---------------------------------------------------------------------------
+
+
+def start_job(s: Session, collection_id: str) -> str:
+    """Record a new ingestion job (status "running"); returns its id."""
+    row = IngestionJobRow(id=new_id(), collection_id=collection_id)
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def finish_job(s: Session, job_id: str, *, failed: bool, **counts: Any) -> None:
+    """Close a job: status done/failed, finished now, with its counts and summary."""
+    s.execute(
+        update(IngestionJobRow)
+        .where(IngestionJobRow.id == job_id)
+        .values(status="failed" if failed else "done", finished_at=utcnow(), **counts)
+    )
+
+
+def collection_by_id(s: Session, collection_id: str) -> CollectionRow | None:
+    """A collection by its id (internal callers that already resolved it), or None."""
+    return s.get(CollectionRow, collection_id)
+
+
+def set_fusion(
+    s: Session,
+    key: CollectionKey,
+    mode: str,
+    rrf_k: int | None,
+    alpha: float | None,
+    evidence: Mapping[str, Any],
+) -> None:
+    """Store tuned fusion parameters (and the figure they reached) on a collection;
+    ``CollectionNotFound``."""
+    row = get_collection(s, key)
+    row.fusion_mode, row.rrf_k, row.alpha = mode, rrf_k, alpha
+    row.tuned_metric = dict(evidence)
+
+
+def chunk_texts(s: Session, collection_id: str) -> list[str]:
+    """Every chunk text of a collection, by document then ordinal."""
+    return list(
+        s.scalars(
+            select(ChunkRow.text)
+            .where(ChunkRow.collection_id == collection_id)
+            .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+        )
+    )
