@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -32,7 +33,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    inspect,
     select,
     text,
     update,
@@ -40,14 +40,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from core import types
+from core import migrations, types
 from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
 from core.types import DEFAULT_TENANT, CollectionKey, require_key
 
 log = logging.getLogger(__name__)
 
-# The (tenant, name) uniqueness of collections: a table constraint in a new database, a
-# unique index of the same name in a SQLite database migrated from the tenantless schema.
+# The (tenant, name) uniqueness of collections, a table constraint in every database.
 COLLECTION_UNIQUE = "uq_collections_tenant_name"
 # The PostgreSQL advisory lock key that serialises migrations (any fixed 64-bit number).
 _MIGRATION_LOCK = 0x7261675F6D6967  # "rag_mig"
@@ -62,7 +61,12 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    # Datetimes are aware UTC (utcnow); PostgreSQL keeps the zone (SQLite: naive UTC text).
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 class CollectionRow(Base):
@@ -175,10 +179,12 @@ class ApiKeyRow(Base):
 # -- engine --------------------------------------------------------------------------
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """Create the engine and the tables, migrating a database made by an older schema.
+def make_engine(url: str, echo: bool = False, *, upgrade: bool = True) -> Engine:
+    """Create the engine and upgrade the database to the newest schema revision
+    (``migrate``); ``upgrade=False`` leaves the schema alone (Alembic's command line).
 
-    SQLite gets WAL and enforced foreign keys."""
+    SQLite gets WAL and enforced foreign keys; PostgreSQL sessions run in UTC, so the
+    datetimes read back are aware UTC ones."""
     if url.startswith("sqlite:///"):
         from pathlib import Path
 
@@ -189,108 +195,62 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-    migrate(engine)
-    Base.metadata.create_all(engine)
+    elif engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _postgres_utc(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.close()
+            dbapi_conn.commit()  # a SET in a transaction that is rolled back is undone
+
+    if upgrade:
+        migrate(engine)
     return engine
 
 
 def migrate(engine: Engine) -> bool:
-    """Bring a database created by an older schema up to date, in place, in one transaction.
+    """Upgrade the database to the newest revision of ``core/migrations`` (Alembic), in
+    place and in one transaction: an empty database gets the schema, one made by an older
+    schema (before Alembic too) is brought up to date. ``make_engine`` runs it at every
+    start; safe from several processes at once (the first migrates under a lock, the
+    others then find it done). Returns whether anything changed.
 
-    Collections without a ``tenant`` (the schema before tenants) get the column, filled
-    with "default", and their globally unique name index is replaced by the (tenant, name)
-    one. Documents without a ``recipe`` get the column (NULL: unknown, so the next ingest
-    of such a document re-indexes it); collections without ``answer_models`` get it (NULL:
-    the default models). Safe to run at every start and from several
-    processes: each change is made once. Returns whether anything changed.
+        migrate(engine)  # False: the database was already at the newest revision
     """
-    if not (_lacks_recipe(engine) or _lacks_tenant(engine) or _lacks_answer_models(engine)):
-        return False
+    head = set(migrations.heads())
+    with engine.connect() as conn:
+        if set(migrations.current(conn)) == head:  # the usual start: no lock taken
+            return False
     with _ddl_transaction(engine) as conn:
-        done = []  # re-checked inside: another process may have migrated meanwhile
-        if _lacks_recipe(conn):
-            conn.execute(text("ALTER TABLE documents ADD COLUMN recipe VARCHAR(300)"))
-            done.append("documents: added recipe")
-        if _lacks_answer_models(conn):
-            conn.execute(text("ALTER TABLE collections ADD COLUMN answer_models JSON"))
-            done.append("collections: added answer_models")
-        if _lacks_tenant(conn):
-            _add_collection_tenant(conn)
-            done.append("collections: added tenant, names now unique per tenant")
-    for what in done:
-        log.info("migrated table %s", what)
-    return bool(done)
-
-
-def _lacks_recipe(bind: Engine | Connection) -> bool:
-    return _lacks_column(bind, "documents", "recipe")
-
-
-def _lacks_answer_models(bind: Engine | Connection) -> bool:
-    return _lacks_column(bind, "collections", "answer_models")
-
-
-def _lacks_column(bind: Engine | Connection, table: str, column: str) -> bool:
-    """An existing ``table`` without ``column`` (no table at all: create_all's job)."""
-    insp = inspect(bind)
-    return insp.has_table(table) and column not in {c["name"] for c in insp.get_columns(table)}
-
-
-def _lacks_tenant(bind: Engine | Connection) -> bool:
-    """A collections table of the schema before tenants? (None at all: create_all's job.)"""
-    return _lacks_column(bind, "collections", "tenant")
-
-
-def _add_collection_tenant(conn: Connection) -> None:
-    sqlite = conn.dialect.name == "sqlite"
-    prep = conn.dialect.identifier_preparer
-    insp = inspect(conn)
-    conn.execute(
-        text(
-            "ALTER TABLE collections ADD COLUMN tenant VARCHAR(64) NOT NULL "
-            f"DEFAULT '{DEFAULT_TENANT}'"
-        )
+        before = migrations.current(conn)  # again under the lock: another process may
+        if set(before) != head:  # have migrated meanwhile
+            migrations.upgrade(conn)
+    if set(before) == head:
+        return False
+    log.info(
+        "database schema upgraded from revision %s to %s",
+        ", ".join(before) or "none (empty, or made before migrations)",
+        ", ".join(sorted(head)),
     )
-    for ix in insp.get_indexes("collections"):
-        if ix.get("duplicates_constraint"):  # PostgreSQL: a unique constraint's own index,
-            continue  # dropped with its constraint below
-        if ix.get("unique") and list(ix["column_names"]) == ["name"] and ix["name"]:
-            conn.execute(text(f"DROP INDEX {prep.quote(ix['name'])}"))
-    for uc in insp.get_unique_constraints("collections"):
-        if list(uc["column_names"]) == ["name"]:
-            if sqlite or not uc["name"]:
-                raise RuntimeError(
-                    "cannot migrate table collections: its names are unique through an "
-                    "unnamed table constraint; recreate the database or drop it by hand"
-                )
-            conn.execute(
-                text(f"ALTER TABLE collections DROP CONSTRAINT {prep.quote(uc['name'])}")
-            )
-    if sqlite:  # SQLite cannot add a constraint to an existing table; a unique index is one
-        conn.execute(
-            text(f"CREATE UNIQUE INDEX {COLLECTION_UNIQUE} ON collections (tenant, name)")
-        )
-    else:
-        conn.execute(
-            text(
-                f"ALTER TABLE collections ADD CONSTRAINT {COLLECTION_UNIQUE} "
-                "UNIQUE (tenant, name)"
-            )
-        )
+    return True
 
 
 @contextmanager
 def _ddl_transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction around schema changes. Python's sqlite3 driver commits before DDL
-    by itself, so for SQLite the transaction is opened by hand (BEGIN IMMEDIATE, which
-    also keeps a second process out until it ends); PostgreSQL takes a transaction-level
-    advisory lock for the same purpose."""
+    """One transaction around schema changes, one process at a time. PostgreSQL takes a
+    transaction-level advisory lock (else two processes starting on an empty database
+    would both create the tables). Python's sqlite3 driver commits before DDL by itself,
+    so for SQLite the transaction is opened by hand: BEGIN IMMEDIATE, which also keeps a
+    second process out until it ends. SQLite's foreign keys are off meanwhile (dropping
+    a table that a batch migration rebuilds would cascade to the rows referencing it) and
+    checked before the commit: a migration that leaves more dangling rows rolls back."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # one migrating process at a time
@@ -299,13 +259,24 @@ def _ddl_transaction(engine: Engine) -> Iterator[Connection]:
         return
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # (a no-op inside a transaction)
         try:
-            yield conn
-        except BaseException:
-            conn.exec_driver_sql("ROLLBACK")
-            raise
-        conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                dangling = len(conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall())
+                yield conn
+                after = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if len(after) > dangling:
+                    raise RuntimeError(
+                        f"the migration left rows of table {after[0][0]} whose foreign key "
+                        "points nowhere; nothing was changed"
+                    )
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 # -- vectors ---------------------------------------------------------------------------

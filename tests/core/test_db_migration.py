@@ -113,7 +113,10 @@ def test_old_database_is_migrated_in_place(old_db: Path) -> None:
     assert cols["tenant"]["nullable"] is False
     indexes = _indexes(old_db)
     assert "ix_collections_name" not in indexes
-    assert "UNIQUE INDEX" in indexes[db.COLLECTION_UNIQUE]
+    uniques = inspect(engine).get_unique_constraints("collections")  # the table was rebuilt
+    assert [(u["name"], u["column_names"]) for u in uniques] == [
+        (db.COLLECTION_UNIQUE, ["tenant", "name"])
+    ]
     assert inspect(engine).has_table("api_keys")
     assert "recipe" in {c["name"] for c in inspect(engine).get_columns("documents")}
 
@@ -140,11 +143,10 @@ def test_old_database_is_migrated_in_place(old_db: Path) -> None:
 
 
 def test_a_failed_migration_changes_nothing(old_db: Path) -> None:
-    # An index already named like the new one (on another table) makes the last step
-    # fail: the column added and the index dropped before it must be rolled back.
+    # A table named like the one the collections table is rebuilt into makes the last step
+    # fail: the columns added before it are rolled back, the unique name index stays.
     with sqlite3.connect(old_db) as conn:
-        conn.execute("CREATE TABLE other (x INTEGER)")
-        conn.execute(f"CREATE INDEX {db.COLLECTION_UNIQUE} ON other (x)")
+        conn.execute("CREATE TABLE _alembic_tmp_collections (x INTEGER)")
     with pytest.raises(Exception, match="already exists"):
         db.make_engine(f"sqlite:///{old_db}")
     with sqlite3.connect(old_db) as conn:
