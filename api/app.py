@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
 from api.platform import Platform
-from api.routers import documents, query
+from api.routers import documents, evals, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import RagError, Unauthorized
 from core.settings import Settings
+from evals.run_store import mark_interrupted
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> FastAPI:
@@ -39,9 +40,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(platform.startup)
+        # eval runs a stopped server left "running" never finish: say so
+        await run_in_threadpool(mark_interrupted, platform.engine)
         if warm_up:
             await run_in_threadpool(platform.warm_up)
         yield
+        await run_in_threadpool(platform.shutdown)
 
     app = FastAPI(
         title="rag-platform",
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     }
     app.include_router(documents.router, **v1)
     app.include_router(query.router, **v1)
+    app.include_router(evals.router, **v1)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

@@ -176,9 +176,16 @@ def ingest(
                 chunks = f" ({o.chunks} chunks)" if o.chunks else ""
                 progress.console.print(f"[{style}]{o.status:9}[/] {o.source}{chunks}{reason}")
 
-        report = platform.ingest.ingest_paths(
-            paths, name, jsonl=fields, on_progress=on_progress, source_prefix=source_prefix
+        from evals.gate import gated_change
+
+        outcome = gated_change(
+            platform,
+            name,
+            lambda key: platform.ingest.ingest_paths(
+                paths, key, jsonl=fields, on_progress=on_progress, source_prefix=source_prefix
+            ),
         )
+        report = outcome.result
     counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in _STATUS_STYLE}
     if as_json:
         from api.schemas import IngestReportPublic
@@ -192,8 +199,27 @@ def ingest(
         )
         for o in report.failed:
             err.print(f"[red]failed[/] {o.source}: {o.error}")
+    _gate_verdict(outcome)
     if report.failed:
         raise typer.Exit(3)
+
+
+def _gate_verdict(outcome: Any) -> None:
+    """Say what a gated collection's suite decided; exit 4 when it refused the change."""
+    if not outcome.gated:
+        return
+    run = outcome.run
+    if outcome.accepted:
+        err.print(
+            f"[green]gate passed[/]: {run.pass_rate:.1%} of the suite (run {run.id}); "
+            "the change is live",
+            highlight=False,
+        )
+        return
+    for reason in outcome.reasons:
+        err.print(f"[red]gate refused the change[/]: {reason}", highlight=False)
+    err.print(f"the live version is unchanged; see `rag eval show {run.id}`", highlight=False)
+    raise typer.Exit(4)
 
 
 # -- ask / retrieve -----------------------------------------------------------------------------
@@ -321,8 +347,11 @@ def docs_delete(
     """Delete documents from SQL and both indexes."""
     platform = _platform()
     name = _ref(collection, tenant, platform.settings)
+    from evals.gate import gated_delete
+
     for doc_id in document_ids:
-        platform.ingest.delete_document(name, doc_id)
+        outcome = gated_delete(platform, name, doc_id)
+        _gate_verdict(outcome)
         out.print(f"deleted {doc_id}")
 
 
@@ -636,6 +665,9 @@ def serve(
     uvicorn.run(application, host=host or settings.api.host, port=port or settings.api.port)
 
 
+# The batch evaluation run commands live in their own module; importing it registers them.
+from api import cli_eval  # noqa: E402, F401
+
 # -- errors ---------------------------------------------------------------------------------------
 
 
@@ -666,4 +698,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the app of the module ``api.cli`` (the one api.cli_eval registers its commands
+    # on), not of this ``__main__`` copy.
+    from api.cli import main as _main
+
+    _main()

@@ -10,6 +10,8 @@ answer = platform.query.answer("…", CollectionKey("acme", "docs"))  # a tenant
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,7 @@ class Platform:
         self.engine: Engine = make_engine(settings.db_url, echo=settings.db.echo)
         self._lock = threading.RLock()
         self._started = False
+        self._background: ThreadPoolExecutor | None = None
 
     # -- stages (built on first use) ---------------------------------------------------
 
@@ -146,6 +149,24 @@ class Platform:
         if not stored:
             return AnswerComposer.default()
         return AnswerComposer.from_json(stored)
+
+    # -- background work -------------------------------------------------------------------
+
+    def submit_background(self, fn: Callable[[], object]) -> Future[object]:
+        """Run ``fn`` on the platform's background thread (eval runs started over REST),
+        one at a time, after the request that started it has been answered."""
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="rag-background")
+            return self._background.submit(fn)
+
+    def shutdown(self) -> None:
+        """Wait for background work to finish, then release the database."""
+        with self._lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=True)
+        self.engine.dispose()  # closes pooled connections; the engine reconnects if used
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -1,25 +1,21 @@
-"""SQL schema (the source of truth) and repository functions.
+"""SQL schema (the source of truth) and the engine; the schema changes by Alembic
+revisions in ``core.migrations``, run by ``make_engine`` at start-up.
 
-SQLAlchemy 2.0 typed ORM. The caller owns the transaction; nothing here commits:
+SQLAlchemy 2.0 typed ORM. Every query is a named function of ``core.repository``:
 
-    engine = make_engine(settings.db_url)
-    with Session(engine) as s, s.begin():
-        col = get_or_create_collection(s, CollectionKey("acme", "docs"))
-
-Collections belong to a tenant and their names are unique per tenant. Every lookup
-takes a ``core.types.CollectionKey`` (tenant, name); a plain string is refused.
+    engine = make_engine(settings.db_url)       # upgraded to the newest revision
+    with repository.write(engine) as s:
+        col = repository.get_or_create_collection(s, CollectionKey("acme", "docs"))
 """
-
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -31,18 +27,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
-    delete,
     event,
-    select,
     text,
-    update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from core import migrations, types
-from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
-from core.types import DEFAULT_TENANT, CollectionKey, require_key
+from core import migrations
+from core.types import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +79,9 @@ class CollectionRow(Base):
     # The collection's own answer selector and abstention model (`rag tune --abstention`):
     # {"selector": LinearModel JSON, "abstention": LinearModel JSON}; None: the defaults.
     answer_models: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # A gate: changes go live only when this suite passes on the candidate version:
+    # {"suite_name": str, "suite": suite mapping, "min_pass_rate": float}; None: no gate.
+    gate: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     documents: Mapped[list[DocumentRow]] = relationship(
         back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
@@ -174,6 +169,48 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EvalRunRow(Base):
+    """A batch evaluation run: the suite it ran (its content, for replays), where, under
+    which configuration fingerprint, and its summary. Tenant-scoped like collections."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    suite_name: Mapped[str] = mapped_column(String(1000))
+    suite_sha256: Mapped[str] = mapped_column(String(64))
+    suite: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    target: Mapped[str] = mapped_column(String(1000))  # "in-process" or the server's URL
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running|done|failed
+    platform_version: Mapped[str] = mapped_column(String(50), default="")
+    fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    n_cases: Mapped[int] = mapped_column(Integer, default=0)
+    n_done: Mapped[int] = mapped_column(Integer, default=0)
+    n_passed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    # the collection whose gate ran this suite on a candidate version (None: a plain run)
+    gate_collection_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EvalCaseRow(Base):
+    """One case of a run: the answer, citations, retrieved ids and scores, timings and
+    every assertion's verdict (``evals.runner.CaseResult`` as JSON)."""
+
+    __tablename__ = "eval_cases"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    case_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(default=False)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 # -- engine --------------------------------------------------------------------------
@@ -277,194 +314,3 @@ def _ddl_transaction(engine: Engine) -> Iterator[Connection]:
             conn.exec_driver_sql("COMMIT")
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-
-
-# -- vectors ---------------------------------------------------------------------------
-
-
-def vector_to_blob(v: np.ndarray) -> bytes:
-    return np.asarray(v, dtype="<f4").tobytes()
-
-
-def blob_to_vector(b: bytes) -> np.ndarray:
-    return np.frombuffer(b, dtype="<f4")
-
-
-# -- collections -------------------------------------------------------------------------
-
-
-def find_collection(s: Session, key: CollectionKey) -> CollectionRow | None:
-    """The collection ``key`` names (its tenant's), or None. Another tenant's collection
-    of that name is never returned; a plain string is refused (``TypeError``)."""
-    key = require_key(key)
-    return s.scalar(
-        select(CollectionRow).where(
-            CollectionRow.tenant == key.tenant, CollectionRow.name == key.name
-        )
-    )
-
-
-def get_collection(s: Session, key: CollectionKey) -> CollectionRow:
-    """Like ``find_collection``; ``CollectionNotFound`` when the tenant has none of that
-    name (the same message whether or not another tenant has one)."""
-    row = find_collection(s, key)
-    if row is None:
-        raise CollectionNotFound(f"collection '{key.name}' does not exist")
-    return row
-
-
-def collection_answer_models(s: Session, key: CollectionKey) -> dict[str, Any] | None:
-    """The collection's own fitted answer models, or None (none stored, or no such
-    collection: the defaults apply)."""
-    row = find_collection(s, key)
-    return row.answer_models if row is not None else None
-
-
-def set_answer_models(s: Session, key: CollectionKey, models: dict[str, Any] | None) -> None:
-    """Store (None: remove) the collection's own answer models; ``CollectionNotFound``."""
-    get_collection(s, key).answer_models = models
-
-
-def get_or_create_collection(s: Session, key: CollectionKey) -> CollectionRow:
-    row = find_collection(s, key)
-    if row is None:
-        row = CollectionRow(id=new_id(), tenant=key.tenant, name=key.name)
-        s.add(row)
-        s.flush()
-    return row
-
-
-def list_collections(s: Session, tenant: str | None = None) -> Sequence[CollectionRow]:
-    """One tenant's collections by name; ``tenant`` None: every tenant's (for admin
-    tools and the index repair, never for a request)."""
-    stmt = select(CollectionRow).order_by(CollectionRow.tenant, CollectionRow.name)
-    if tenant is not None:
-        stmt = stmt.where(CollectionRow.tenant == tenant)
-    return s.scalars(stmt).all()
-
-
-# -- API keys ------------------------------------------------------------------------------
-
-
-def add_api_key(s: Session, tenant: str, label: str, key_hash: str, prefix: str) -> ApiKeyRow:
-    row = ApiKeyRow(id=new_id(), tenant=tenant, label=label, key_hash=key_hash, prefix=prefix)
-    s.add(row)
-    s.flush()
-    return row
-
-
-def find_api_key(s: Session, key_hash: str) -> ApiKeyRow | None:
-    """The key whose secret hashes to ``key_hash`` (revoked or not), or None."""
-    return s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
-
-
-def get_api_key(s: Session, key_id: str) -> ApiKeyRow:
-    row = s.get(ApiKeyRow, key_id)
-    if row is None:
-        raise ApiKeyNotFound(f"API key '{key_id}' does not exist (see `rag keys list`)")
-    return row
-
-
-def list_api_keys(s: Session, tenant: str | None = None) -> Sequence[ApiKeyRow]:
-    stmt = select(ApiKeyRow).order_by(ApiKeyRow.tenant, ApiKeyRow.created_at)
-    if tenant is not None:
-        stmt = stmt.where(ApiKeyRow.tenant == tenant)
-    return s.scalars(stmt).all()
-
-
-def touch_api_key(s: Session, key_id: str, when: datetime) -> None:
-    s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=when))
-
-
-# -- documents ---------------------------------------------------------------------------
-
-
-def find_document(s: Session, collection_id: str, source: str) -> DocumentRow | None:
-    return s.scalar(
-        select(DocumentRow).where(
-            DocumentRow.collection_id == collection_id, DocumentRow.source == source
-        )
-    )
-
-
-def get_document(s: Session, collection_id: str, document_id: str) -> DocumentRow:
-    row = s.scalar(
-        select(DocumentRow).where(
-            DocumentRow.collection_id == collection_id, DocumentRow.id == document_id
-        )
-    )
-    if row is None:
-        raise DocumentNotFound(f"document '{document_id}' does not exist in this collection")
-    return row
-
-
-def list_documents(s: Session, collection_id: str) -> Sequence[DocumentRow]:
-    return s.scalars(
-        select(DocumentRow)
-        .where(DocumentRow.collection_id == collection_id)
-        .order_by(DocumentRow.source)
-    ).all()
-
-
-def delete_document_rows(s: Session, document_id: str) -> list[str]:
-    """Delete a document and its chunks; returns the deleted chunk ids."""
-    ids = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == document_id)))
-    s.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
-    s.execute(delete(DocumentRow).where(DocumentRow.id == document_id))
-    return ids
-
-
-# -- chunks --------------------------------------------------------------------------------
-
-
-def chunk_ids(s: Session, collection_id: str, ready_only: bool = False) -> set[str]:
-    stmt = select(ChunkRow.id).where(ChunkRow.collection_id == collection_id)
-    if ready_only:
-        stmt = stmt.join(DocumentRow).where(DocumentRow.status == "ready")
-    return set(s.scalars(stmt))
-
-
-def chunk_from_row(row: ChunkRow, doc: DocumentRow, collection: str) -> types.Chunk:
-    return types.Chunk(
-        id=row.id,
-        document_id=row.document_id,
-        collection=collection,
-        ordinal=row.ordinal,
-        text=row.text,
-        char_start=row.char_start,
-        char_end=row.char_end,
-        source=doc.source,
-        media_type=doc.media_type,
-        page=row.page,
-        heading_path=tuple(row.heading_path or ()),
-        token_count=row.token_count,
-        metadata=dict(doc.meta or {}),
-    )
-
-
-def load_chunks(s: Session, ids: Iterable[str]) -> dict[str, types.Chunk]:
-    """Chunks by id, for chunks whose document is ready. Unknown ids are absent."""
-    ids = list(ids)
-    out: dict[str, types.Chunk] = {}
-    for start in range(0, len(ids), 500):
-        batch = ids[start : start + 500]
-        rows = s.execute(
-            select(ChunkRow, DocumentRow, CollectionRow.name)
-            .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-            .join(CollectionRow, DocumentRow.collection_id == CollectionRow.id)
-            .where(ChunkRow.id.in_(batch), DocumentRow.status == "ready")
-        ).all()
-        for crow, drow, cname in rows:
-            out[crow.id] = chunk_from_row(crow, drow, cname)
-    return out
-
-
-def iter_chunk_rows(s: Session, collection_id: str, batch: int = 2000) -> Iterable[ChunkRow]:
-    """All chunk rows of a collection (any document status), in id order, streamed."""
-    stmt = (
-        select(ChunkRow)
-        .where(ChunkRow.collection_id == collection_id)
-        .order_by(ChunkRow.id)
-        .execution_options(yield_per=batch)
-    )
-    yield from s.scalars(stmt)

@@ -83,6 +83,10 @@ class DocumentNotFound(NotFound):
     code = "document_not_found"
 
 
+class EvalRunNotFound(NotFound):
+    code = "eval_run_not_found"
+
+
 class CollectionEmpty(RagError):
     code = "collection_empty"
     http_status = 409

@@ -16,6 +16,7 @@ Stages outside ``core`` call these functions and never build statements themselv
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,11 +28,19 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
 from core import types
-from core.db import ApiKeyRow, ChunkRow, CollectionRow, DocumentRow, IngestionJobRow
+from core.db import (
+    ApiKeyRow,
+    ChunkRow,
+    CollectionRow,
+    DocumentRow,
+    EvalCaseRow,
+    EvalRunRow,
+    IngestionJobRow,
+)
 from core.db import new_id as new_id  # re-exported: callers make ids with the rows
 from core.db import utcnow as utcnow
-from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
-from core.types import CollectionKey, Filter, MetadataValue, require_key
+from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound, EvalRunNotFound
+from core.types import VERSION_MARK, CollectionKey, Filter, MetadataValue, require_key
 
 _IN_BATCH = 500  # ids per IN (...) list
 
@@ -118,13 +127,92 @@ def get_or_create_collection(s: Session, key: CollectionKey) -> CollectionRow:
     return row
 
 
-def list_collections(s: Session, tenant: str | None = None) -> Sequence[CollectionRow]:
+def list_collections(
+    s: Session, tenant: str | None = None, *, versions: bool = False
+) -> Sequence[CollectionRow]:
     """One tenant's collections by name; ``tenant`` None: every tenant's (for admin
-    tools and the index repair, never for a request)."""
+    tools and the index repair, never for a request). ``versions``: also the hidden
+    candidate / previous versions of gated collections (the index repair needs them)."""
     stmt = select(CollectionRow).order_by(CollectionRow.tenant, CollectionRow.name)
     if tenant is not None:
         stmt = stmt.where(CollectionRow.tenant == tenant)
+    if not versions:
+        stmt = stmt.where(CollectionRow.name.not_like(f"%{VERSION_MARK}%"))
     return s.scalars(stmt).all()
+
+
+def rename_collection(s: Session, collection_id: str, name: str) -> None:
+    """Give a collection another name of its tenant (flushed now, so a swap of two names
+    in one transaction never holds the same name twice)."""
+    s.execute(update(CollectionRow).where(CollectionRow.id == collection_id).values(name=name))
+    s.flush()
+
+
+def set_gate(s: Session, key: CollectionKey, gate: Mapping[str, Any] | None) -> None:
+    """Store (None: remove) the collection's gate; ``CollectionNotFound``."""
+    get_collection(s, key).gate = dict(gate) if gate is not None else None
+
+
+def copy_collection(s: Session, source_id: str, key: CollectionKey) -> CollectionRow:
+    """A new collection ``key`` holding a copy of ``source_id``'s settings, documents and
+    chunks (new ids; texts and stored embeddings copied, so nothing is re-embedded)."""
+    src = s.get(CollectionRow, source_id)
+    if src is None:
+        raise CollectionNotFound(f"collection id '{source_id}' does not exist")
+    dst = CollectionRow(
+        id=new_id(),
+        tenant=key.tenant,
+        name=key.name,
+        fusion_mode=src.fusion_mode,
+        rrf_k=src.rrf_k,
+        alpha=src.alpha,
+        tuned_metric=src.tuned_metric,
+        answer_models=src.answer_models,
+        gate=src.gate,
+    )
+    s.add(dst)
+    s.flush()
+    doc_ids: dict[str, str] = {}
+    for d in list_documents(s, source_id):
+        doc_ids[d.id] = new_id()
+        s.add(
+            DocumentRow(
+                id=doc_ids[d.id],
+                collection_id=dst.id,
+                source=d.source,
+                media_type=d.media_type,
+                sha256=d.sha256,
+                version=d.version,
+                status=d.status,
+                error=d.error,
+                size_bytes=d.size_bytes,
+                n_chunks=d.n_chunks,
+                recipe=d.recipe,
+                meta=dict(d.meta or {}),
+            )
+        )
+    s.flush()
+    todo = sorted(chunk_ids(s, source_id))
+    for lo in range(0, len(todo), _IN_BATCH):  # pages of rows: no open cursor while inserting
+        rows = list(chunk_rows(s, source_id, todo[lo : lo + _IN_BATCH]))
+        insert_chunks(s, [_copied_chunk(c, doc_ids[c.document_id], dst.id) for c in rows])
+    return dst
+
+
+def _copied_chunk(c: ChunkRow, document_id: str, collection_id: str) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "document_id": document_id,
+        "collection_id": collection_id,
+        "ordinal": c.ordinal,
+        "text": c.text,
+        "char_start": c.char_start,
+        "char_end": c.char_end,
+        "page": c.page,
+        "heading_path": list(c.heading_path or []),
+        "token_count": c.token_count,
+        "embedding": c.embedding,
+    }
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -500,3 +588,92 @@ def chunk_texts(s: Session, collection_id: str) -> list[str]:
             .order_by(ChunkRow.document_id, ChunkRow.ordinal)
         )
     )
+
+
+def collection_state(s: Session, collection_id: str) -> dict[str, Any]:
+    """What a collection's answers depend on in SQL: counts of its documents and ready
+    chunks, a digest of its ready chunk ids (any re-index changes it: chunk ids are new
+    for every version) and the distinct chunking recipes of its documents."""
+    ids = sorted(chunk_ids(s, collection_id, ready_only=True))
+    recipes = s.scalars(
+        select(DocumentRow.recipe).where(DocumentRow.collection_id == collection_id).distinct()
+    )
+    n_docs = s.scalar(
+        select(func.count(DocumentRow.id)).where(DocumentRow.collection_id == collection_id)
+    )
+    return {
+        "documents": int(n_docs or 0),
+        "chunks": len(ids),
+        "chunk_digest": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
+        "recipes": sorted(r or "unknown" for r in recipes),
+    }
+
+
+# -- eval runs --------------------------------------------------------------------------------
+
+
+def add_eval_run(s: Session, **columns: Any) -> EvalRunRow:
+    row = EvalRunRow(**columns)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def update_eval_run(s: Session, run_id: str, **columns: Any) -> None:
+    s.execute(update(EvalRunRow).where(EvalRunRow.id == run_id).values(**columns))
+
+
+def add_eval_case(
+    s: Session,
+    run_id: str,
+    case_id: str,
+    ordinal: int,
+    passed: bool,
+    score: float,
+    result: Mapping[str, Any],
+) -> None:
+    """Record (or re-record) one case of a run."""
+    row = s.get(EvalCaseRow, (run_id, case_id))
+    if row is None:
+        s.add(
+            EvalCaseRow(
+                run_id=run_id,
+                case_id=case_id,
+                ordinal=ordinal,
+                passed=passed,
+                score=score,
+                result=dict(result),
+            )
+        )
+    else:
+        row.ordinal, row.passed, row.score, row.result = ordinal, passed, score, dict(result)
+
+
+def get_eval_run(s: Session, tenant: str, run_id: str) -> EvalRunRow:
+    """The tenant's run; ``EvalRunNotFound`` for an unknown id or another tenant's run
+    (the same message either way)."""
+    row = s.get(EvalRunRow, run_id)
+    if row is None or row.tenant != tenant:
+        raise EvalRunNotFound(f"eval run '{run_id}' does not exist (see `rag eval list`)")
+    return row
+
+
+def list_eval_runs(s: Session, tenant: str, limit: int = 50) -> Sequence[EvalRunRow]:
+    """The tenant's runs, newest first."""
+    return s.scalars(
+        select(EvalRunRow)
+        .where(EvalRunRow.tenant == tenant)
+        .order_by(EvalRunRow.started_at.desc(), EvalRunRow.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def eval_cases(s: Session, run_id: str) -> Sequence[EvalCaseRow]:
+    return s.scalars(
+        select(EvalCaseRow).where(EvalCaseRow.run_id == run_id).order_by(EvalCaseRow.ordinal)
+    ).all()
+
+
+def unfinished_eval_runs(s: Session) -> Sequence[EvalRunRow]:
+    """Runs left "running" (by a crash or a stop): the start-up marks them failed."""
+    return s.scalars(select(EvalRunRow).where(EvalRunRow.status == "running")).all()

@@ -33,6 +33,9 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
+# Marks a collection's hidden versions: "<name>~candidate" (CollectionKey.version).
+VERSION_MARK = "~"
+
 # A collection name: 1-128 letters, digits, '_', '.' or '-' (Unicode letters and digits
 # too), starting with a letter, digit or '_'. No spaces, control or format characters.
 _COLLECTION_RE = re.compile(r"\w[\w.-]{0,127}")
@@ -77,6 +80,17 @@ class CollectionKey:
 
     def __str__(self) -> str:
         return self.name
+
+    def version(self, label: str) -> CollectionKey:
+        """This collection's hidden version ``label`` ("candidate", "previous": see
+        ``evals.gate``), named ``<name>~<label>``: "~" is outside the name rule, so no
+        request can name a version and listings can leave versions out."""
+        if not label.isidentifier():
+            raise ValueError(f"a version label is an identifier, not {label!r}")
+        key = object.__new__(CollectionKey)
+        object.__setattr__(key, "tenant", self.tenant)
+        object.__setattr__(key, "name", f"{self.name}{VERSION_MARK}{label}")
+        return key
 
 
 def require_key(collection: object) -> CollectionKey:

@@ -13,9 +13,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from core.settings import IngestSettings, Settings
+    from generation.pipeline import QueryPipeline
+    from generation.ports import LLM
     from ingest.pipeline import IngestPipeline
     from ingest.ports import Embedder
     from retrieval.retriever import HybridRetriever
+    from retrieval.store import IndexStore
 
 
 class EvalStages(Protocol):
@@ -35,6 +38,15 @@ class EvalStages(Protocol):
 
     @property
     def ingest(self) -> IngestPipeline: ...
+
+    @property
+    def llm(self) -> LLM: ...
+
+    @property
+    def query(self) -> QueryPipeline: ...
+
+    @property
+    def store(self) -> IndexStore: ...
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """An ingestion pipeline over the same engine, embedder and indexes, chunking

@@ -463,7 +463,7 @@ class IndexStore:
         """
         reports: list[RepairReport] = []
         with repository.read(engine) as s:
-            collections = {c.id: c.name for c in repository.list_collections(s)}
+            collections = {c.id: c.name for c in repository.list_collections(s, versions=True)}
             for cid, name in collections.items():
                 reports.append(self._repair_collection(s, cid, name))
         for cid in self.collections_on_disk():
@@ -473,7 +473,14 @@ class IndexStore:
                 reports.append(RepairReport(cid, None, dropped, dropped))
         return reports
 
-    def _repair_collection(self, s: Session, cid: str, name: str) -> RepairReport:
+    def repair_collection(self, engine: Engine, collection_id: str) -> RepairReport:
+        """``repair`` for one collection: its indexes built or fixed from its SQL rows
+        (a copied collection gets its indexes this way, from the stored embeddings)."""
+        with repository.read(engine) as s:
+            row = repository.collection_by_id(s, collection_id)
+            return self._repair_collection(s, collection_id, row.name if row else None)
+
+    def _repair_collection(self, s: Session, cid: str, name: str | None) -> RepairReport:
         sql_ids = repository.chunk_ids(s, cid)
         with self._lock(cid):
             entry = self._entry(cid)

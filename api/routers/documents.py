@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api import service
 from api.deps import CollectionDep, PlatformDep, TenantDep
@@ -41,6 +41,7 @@ def delete_collection(key: CollectionDep, platform: PlatformDep) -> None:
     "/collections/{name}/documents",
     response_model=IngestReportPublic,
     responses={
+        409: {"description": "the collection's gate suite failed: nothing changed"},
         413: {"description": "every file is over the size limit"},
         415: {"description": "no file of the upload has a supported type"},
         422: {"description": "no file of the upload could be ingested"},
@@ -70,10 +71,17 @@ async def upload_documents(
     # file without holding all of it in memory.
     limit = settings.ingest.max_file_bytes
     payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
-    report = await run_in_threadpool(
-        platform.ingest.ingest_files, payload, key, metadata=meta
+    from evals.gate import gated_change
+
+    outcome = await run_in_threadpool(
+        gated_change,
+        platform,
+        key,
+        lambda k: platform.ingest.ingest_files(payload, k, metadata=meta),
     )
-    body = IngestReportPublic.of(report)
+    body = IngestReportPublic.of(outcome.result)
+    if not outcome.accepted:
+        return _refused(outcome, body.model_dump(mode="json"))
     if body.failed and body.failed == len(body.results):
         statuses = {_status_of(o.error_code) for o in body.results}
         status = statuses.pop() if len(statuses) == 1 else 422
@@ -118,7 +126,29 @@ def get_document(key: CollectionDep, document_id: str, platform: PlatformDep) ->
 @router.delete(
     "/collections/{name}/documents/{document_id}",
     status_code=204,
-    responses={404: {"model": ErrorResponse}},
+    responses={404: {"model": ErrorResponse}, 409: {"description": "refused by the gate"}},
 )
-def delete_document(key: CollectionDep, document_id: str, platform: PlatformDep) -> None:
-    platform.ingest.delete_document(key, document_id)
+def delete_document(key: CollectionDep, document_id: str, platform: PlatformDep) -> Response:
+    from evals.gate import gated_delete
+
+    outcome = gated_delete(platform, key, document_id)
+    if not outcome.accepted:
+        return _refused(outcome, None)
+    return Response(status_code=204)
+
+
+def _refused(outcome: Any, report: dict[str, Any] | None) -> JSONResponse:
+    """409: the collection's gate suite failed on the changed candidate; nothing changed."""
+    run = outcome.run
+    return JSONResponse(
+        status_code=409,
+        content={
+            "error": {"code": "gate_refused", "message": "; ".join(outcome.reasons)},
+            "run": {
+                "id": run.id,
+                "pass_rate": round(run.pass_rate, 4),
+                "failing": [c.case_id for c in run.cases if not c.passed],
+            },
+            "report": report,
+        },
+    )

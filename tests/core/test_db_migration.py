@@ -10,7 +10,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.types import CollectionKey
 
 K = CollectionKey.default  # a collection of the default tenant
@@ -121,15 +121,15 @@ def test_old_database_is_migrated_in_place(old_db: Path) -> None:
     assert "recipe" in {c["name"] for c in inspect(engine).get_columns("documents")}
 
     with Session(engine) as s, s.begin():
-        docs = db.get_collection(s, K("docs"))  # the old rows are the default tenant's
+        docs = repository.get_collection(s, K("docs"))  # the old rows are the default tenant's
         assert (docs.id, docs.tenant, docs.fusion_mode, docs.rrf_k) == ("c1", "default", "rrf", 30)
-        assert [d.source for d in db.list_documents(s, "c1")] == ["a.txt"]
-        assert db.chunk_ids(s, "c1") == {"k1"}
+        assert [d.source for d in repository.list_documents(s, "c1")] == ["a.txt"]
+        assert repository.chunk_ids(s, "c1") == {"k1"}
         # a name is now per tenant
-        other = db.get_or_create_collection(s, CollectionKey("acme", "docs"))
+        other = repository.get_or_create_collection(s, CollectionKey("acme", "docs"))
         assert other.id != "c1"
-        assert [c.name for c in db.list_collections(s, "default")] == ["docs", "handbook"]
-        assert [c.name for c in db.list_collections(s, "acme")] == ["docs"]
+        assert [c.name for c in repository.list_collections(s, "default")] == ["docs", "handbook"]
+        assert [c.name for c in repository.list_collections(s, "acme")] == ["docs"]
     with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
         s.add(db.CollectionRow(id=db.new_id(), tenant="acme", name="docs"))
     engine.dispose()
@@ -163,8 +163,8 @@ def test_new_database_has_the_per_tenant_constraint(tmp_path: Path) -> None:
     assert [u["column_names"] for u in uniques] == [["tenant", "name"]]
     assert db.migrate(engine) is False
     with Session(engine) as s, s.begin():
-        a = db.get_or_create_collection(s, CollectionKey("a", "docs"))
-        b = db.get_or_create_collection(s, CollectionKey("b", "docs"))
+        a = repository.get_or_create_collection(s, CollectionKey("a", "docs"))
+        b = repository.get_or_create_collection(s, CollectionKey("b", "docs"))
         assert a.id != b.id
-        assert db.find_collection(s, K("docs")) is None  # the default tenant has none
-        assert db.get_or_create_collection(s, CollectionKey("a", "docs")).id == a.id
+        assert repository.find_collection(s, K("docs")) is None  # the default tenant has none
+        assert repository.get_or_create_collection(s, CollectionKey("a", "docs")).id == a.id

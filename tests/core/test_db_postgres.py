@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import db
+from core import db, repository
 from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound
 from core.types import CollectionKey
 from tests.core.test_db_migration import OLD_SCHEMA
@@ -66,25 +66,27 @@ def test_new_database_gets_the_schema(engine: Engine) -> None:
 
 def test_collections_are_per_tenant(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
-        a = db.get_or_create_collection(s, CollectionKey("a", "docs"))
-        b = db.get_or_create_collection(s, CollectionKey("b", "docs"))
+        a = repository.get_or_create_collection(s, CollectionKey("a", "docs"))
+        b = repository.get_or_create_collection(s, CollectionKey("b", "docs"))
         assert a.id != b.id
-        assert db.get_or_create_collection(s, CollectionKey("a", "docs")).id == a.id
-        assert db.find_collection(s, K("docs")) is None
+        assert repository.get_or_create_collection(s, CollectionKey("a", "docs")).id == a.id
+        assert repository.find_collection(s, K("docs")) is None
         with pytest.raises(TypeError):
-            db.find_collection(s, "docs")  # type: ignore[arg-type]
-        db.set_answer_models(s, CollectionKey("a", "docs"), {"selector": {"w": [1.5, -2.0]}})
+            repository.find_collection(s, "docs")  # type: ignore[arg-type]
+        repository.set_answer_models(
+            s, CollectionKey("a", "docs"), {"selector": {"w": [1.5, -2.0]}}
+        )
     with Session(engine) as s, s.begin():
-        assert [c.name for c in db.list_collections(s, "a")] == ["docs"]
-        assert [(c.tenant, c.name) for c in db.list_collections(s)] == [
+        assert [c.name for c in repository.list_collections(s, "a")] == ["docs"]
+        assert [(c.tenant, c.name) for c in repository.list_collections(s)] == [
             ("a", "docs"), ("b", "docs")
         ]  # fmt: skip
-        assert db.collection_answer_models(s, CollectionKey("a", "docs")) == {
+        assert repository.collection_answer_models(s, CollectionKey("a", "docs")) == {
             "selector": {"w": [1.5, -2.0]}
         }
-        assert db.collection_answer_models(s, CollectionKey("b", "docs")) is None
+        assert repository.collection_answer_models(s, CollectionKey("b", "docs")) is None
         with pytest.raises(CollectionNotFound, match="'docs' does not exist"):
-            db.get_collection(s, CollectionKey("c", "docs"))
+            repository.get_collection(s, CollectionKey("c", "docs"))
     with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
         s.add(db.CollectionRow(id=db.new_id(), tenant="a", name="docs"))
 
@@ -92,7 +94,7 @@ def test_collections_are_per_tenant(engine: Engine) -> None:
 def test_documents_and_chunks(engine: Engine) -> None:
     vec = np.arange(4, dtype=np.float32) / 3
     with Session(engine) as s, s.begin():
-        col = db.get_or_create_collection(s, K("docs"))
+        col = repository.get_or_create_collection(s, K("docs"))
         doc = db.DocumentRow(
             id=db.new_id(), collection_id=col.id, source="a/é.txt", media_type="text/plain",
             sha256="ab" * 32, status="ready", meta={"lang": "fr", "tags": ["x"]},
@@ -105,48 +107,53 @@ def test_documents_and_chunks(engine: Engine) -> None:
                 {"id": f"k{i}", "document_id": doc.id, "collection_id": col.id, "ordinal": i,
                  "text": f"chunk {i} – ünïcode", "char_start": i * 10, "char_end": i * 10 + 9,
                  "heading_path": ["Intro", "Part"], "token_count": 3,
-                 "embedding": db.vector_to_blob(vec)}
+                 "embedding": repository.vector_to_blob(vec)}
                 for i in range(3)
             ],
         )  # fmt: skip
         doc_id, col_id = doc.id, col.id
     with Session(engine) as s, s.begin():
-        assert [d.source for d in db.list_documents(s, col_id)] == ["a/é.txt"]
-        found = db.find_document(s, col_id, "a/é.txt")
+        assert [d.source for d in repository.list_documents(s, col_id)] == ["a/é.txt"]
+        found = repository.find_document(s, col_id, "a/é.txt")
         assert found is not None and found.meta == {"lang": "fr", "tags": ["x"]}
         assert found.created_at is not None and found.version == 1
-        assert db.chunk_ids(s, col_id) == db.chunk_ids(s, col_id, ready_only=True)
-        chunks = db.load_chunks(s, ["k0", "k2", "missing"])
+        assert repository.chunk_ids(s, col_id) == repository.chunk_ids(s, col_id, ready_only=True)
+        chunks = repository.load_chunks(s, ["k0", "k2", "missing"])
         assert set(chunks) == {"k0", "k2"}
         assert chunks["k2"].heading_path == ("Intro", "Part")
         assert chunks["k2"].text == "chunk 2 – ünïcode" and chunks["k2"].collection == "docs"
         assert chunks["k2"].metadata == {"lang": "fr", "tags": ["x"]}
-        rows = list(db.iter_chunk_rows(s, col_id, batch=2))
+        rows = list(repository.iter_chunk_rows(s, col_id, batch=2))
         assert [r.id for r in rows] == ["k0", "k1", "k2"]
         assert rows[0].embedding is not None
-        np.testing.assert_array_equal(db.blob_to_vector(rows[0].embedding), vec)
+        np.testing.assert_array_equal(repository.blob_to_vector(rows[0].embedding), vec)
         # A document still indexing hides its chunks.
         found.status = "indexing"
         s.flush()
-        assert db.load_chunks(s, ["k0"]) == {} and db.chunk_ids(s, col_id, ready_only=True) == set()
+        assert (
+            repository.load_chunks(s, ["k0"]) == {}
+            and repository.chunk_ids(s, col_id, ready_only=True) == set()
+        )
     with Session(engine) as s, s.begin():
         with pytest.raises(DocumentNotFound):
-            db.get_document(s, "other", doc_id)
-        assert sorted(db.delete_document_rows(s, doc_id)) == ["k0", "k1", "k2"]
+            repository.get_document(s, "other", doc_id)
+        assert sorted(repository.delete_document_rows(s, doc_id)) == ["k0", "k1", "k2"]
     with Session(engine) as s, s.begin():
-        assert db.list_documents(s, col_id) == [] and db.chunk_ids(s, col_id) == set()
+        assert (
+            repository.list_documents(s, col_id) == [] and repository.chunk_ids(s, col_id) == set()
+        )
 
 
 def test_deleting_a_collection_cascades(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
-        col = db.get_or_create_collection(s, K("docs"))
+        col = repository.get_or_create_collection(s, K("docs"))
         doc = db.DocumentRow(collection_id=col.id, source="a", media_type="t", sha256="0")
         s.add(doc)
         s.flush()
         s.add(db.ChunkRow(document_id=doc.id, collection_id=col.id, ordinal=0, text="t",
                           char_start=0, char_end=1))  # fmt: skip
     with Session(engine) as s, s.begin():
-        s.delete(db.get_collection(s, K("docs")))
+        s.delete(repository.get_collection(s, K("docs")))
     with Session(engine) as s:
         assert s.scalars(select(db.DocumentRow)).all() == []
         assert s.scalars(select(db.ChunkRow)).all() == []
@@ -154,23 +161,23 @@ def test_deleting_a_collection_cascades(engine: Engine) -> None:
 
 def test_api_keys(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
-        a = db.add_api_key(s, "acme", "ci", "h1", "rag_ab")
-        db.add_api_key(s, "beta", "", "h2", "rag_cd")
+        a = repository.add_api_key(s, "acme", "ci", "h1", "rag_ab")
+        repository.add_api_key(s, "beta", "", "h2", "rag_cd")
         key_id = a.id
     when = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
     with Session(engine) as s, s.begin():
-        assert db.find_api_key(s, "h1").id == key_id  # type: ignore[union-attr]
-        assert db.find_api_key(s, "nope") is None
-        assert [k.tenant for k in db.list_api_keys(s)] == ["acme", "beta"]
-        assert [k.key_hash for k in db.list_api_keys(s, "beta")] == ["h2"]
-        db.touch_api_key(s, key_id, when)
+        assert repository.find_api_key(s, "h1").id == key_id  # type: ignore[union-attr]
+        assert repository.find_api_key(s, "nope") is None
+        assert [k.tenant for k in repository.list_api_keys(s)] == ["acme", "beta"]
+        assert [k.key_hash for k in repository.list_api_keys(s, "beta")] == ["h2"]
+        repository.touch_api_key(s, key_id, when)
         with pytest.raises(ApiKeyNotFound):
-            db.get_api_key(s, "missing")
+            repository.get_api_key(s, "missing")
     with Session(engine) as s:
-        used = db.get_api_key(s, key_id).last_used_at
+        used = repository.get_api_key(s, key_id).last_used_at
         assert used is not None and used.replace(tzinfo=UTC) == when
     with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
-        db.add_api_key(s, "other", "", "h1", "rag_ef")  # hashes are unique
+        repository.add_api_key(s, "other", "", "h1", "rag_ef")  # hashes are unique
 
 
 def _assert_migrated(engine: Engine) -> None:
@@ -183,13 +190,13 @@ def _assert_migrated(engine: Engine) -> None:
         ["tenant", "name"]
     ]
     with Session(engine) as s, s.begin():
-        docs = db.get_collection(s, K("docs"))
+        docs = repository.get_collection(s, K("docs"))
         assert (docs.id, docs.tenant, docs.fusion_mode, docs.rrf_k) == ("c1", "default", "rrf", 30)
-        assert [d.source for d in db.list_documents(s, "c1")] == ["a.txt"]
-        assert db.list_documents(s, "c1")[0].recipe is None
-        assert db.chunk_ids(s, "c1") == {"k1"}
-        assert db.get_or_create_collection(s, CollectionKey("acme", "docs")).id != "c1"
-        db.set_answer_models(s, K("docs"), {"abstention": {"b": 0.5}})
+        assert [d.source for d in repository.list_documents(s, "c1")] == ["a.txt"]
+        assert repository.list_documents(s, "c1")[0].recipe is None
+        assert repository.chunk_ids(s, "c1") == {"k1"}
+        assert repository.get_or_create_collection(s, CollectionKey("acme", "docs")).id != "c1"
+        repository.set_answer_models(s, K("docs"), {"abstention": {"b": 0.5}})
     with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
         s.add(db.CollectionRow(id=db.new_id(), tenant="acme", name="docs"))
 
