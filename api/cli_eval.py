@@ -285,3 +285,72 @@ def collections_rollback(
     key = _ref(name, tenant, platform.settings)
     rollback(platform, key)
     out.print(f"collection {key.name}: the previous version is live again", highlight=False)
+
+
+# -- judges and suites from public data ---------------------------------------------------------
+
+
+@eval_app.command("judge-check")
+def eval_judge_check(
+    model: Annotated[
+        str | None,
+        typer.Option(help="a GGUF file or a bundled model (gemma3-270m, smollm2-135m)"),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="an OpenAI-compatible endpoint instead of a file")
+    ] = None,
+    labelled: Annotated[
+        Path, typer.Option(help="JSONL: question, answer, sources, label (good|bad)")
+    ] = Path("evals/labelled/judge-clapnq.jsonl"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure a judge against labelled verdicts (accuracy, Cohen's kappa) and remember the
+    kappa here: suites with `judge.min_agreement` count its verdicts only when it reaches it."""
+    from evals.judge import build_judge, judge_check, load_judge_set, remember_check
+    from evals.suite import JudgeSpec
+
+    platform = _platform(start=False)
+    judge = build_judge(JudgeSpec(model_path=model, base_url=base_url), platform.settings)
+    examples = load_judge_set(labelled)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]judge-check[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("", total=len(examples))
+        check = judge_check(judge, examples, progress=lambda _m: bar.advance(task))
+    remember_check(platform.settings.data_dir, judge, check, str(labelled))
+    if as_json:
+        _print_json({"judge": judge.name, **check.to_json(results=False)})
+        return
+    out.print(f"judge {judge.name} on {labelled}: {check.summary()}", highlight=False)
+    verdict = "agrees with the labels" if check.kappa >= 0.6 else "cannot be trusted"
+    out.print(f"kappa {check.kappa:.2f}: this judge {verdict} (0 = chance, 1 = perfect)")
+
+
+@eval_app.command("make-suite")
+def eval_make_suite(
+    dataset: Annotated[str, typer.Option(help="xquad, squad, scifact or clapnq")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="the suite file to write")],
+    n: Annotated[int | None, typer.Option(min=1, help="cases (default: all)")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    build: Annotated[
+        bool, typer.Option("--build/--no-build", help="also build the suite's collection")
+    ] = True,
+    tenant: TenantOpt = DEFAULT_TENANT,
+) -> None:
+    """Turn a public data set into a suite (and build its eval-<dataset> collection)."""
+    from evals.make_suite import ensure_suite_collection, write_suite
+
+    suite = write_suite(output, dataset, n, seed, progress=lambda m: err.print(m))
+    if build:
+        key, built = ensure_suite_collection(
+            _platform(), dataset, tenant=tenant, progress=lambda m: err.print(m)
+        )
+        state = "built" if built else "already complete"
+        err.print(f"collection {key.name}: {state}", highlight=False)
+    out.print(f"{len(suite.cases)} cases written to {output} (sha256 {suite.sha256[:12]})")

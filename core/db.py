@@ -7,6 +7,7 @@ SQLAlchemy 2.0 typed ORM. Every query is a named function of ``core.repository``
     with repository.write(engine) as s:
         col = repository.get_or_create_collection(s, CollectionKey("acme", "docs"))
 """
+
 from __future__ import annotations
 
 import logging

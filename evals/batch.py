@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 
+def eval_context(stages: EvalStages, suite: Suite) -> EvalContext:
+    """What the suite's assertions may use: the platform's embedder and, when the suite
+    names a judge, that judge with the agreement its last judge check measured here."""
+    spec = suite.defaults.judge
+    if spec is None:
+        return EvalContext.for_suite(suite, embedder=stages.embedder)
+    from evals.judge import build_judge, recalled_agreement
+
+    judge = build_judge(spec, stages.settings)
+    agreement = recalled_agreement(stages.settings.data_dir, judge)
+    return EvalContext.for_suite(
+        suite, embedder=stages.embedder, judge=judge, judge_agreement=agreement
+    )
+
+
 def suite_collections(suite: Suite, default: str) -> list[str]:
     """The collection names the suite's cases query (``default`` where they name none)."""
     names = {suite.settings_for(c).collection or default for c in suite.cases}
@@ -133,7 +148,7 @@ def prepare_run(
         answerer = PlatformAnswerer(
             stages.query, stages.settings, tenant, default, collection_map=mapping
         )
-    ctx = EvalContext.for_suite(suite, embedder=stages.embedder)
+    ctx = eval_context(stages, suite)
     check_context(suite, ctx)
     recorder = RunRecorder(
         stages.engine,

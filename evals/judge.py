@@ -715,3 +715,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# -- measured agreement, remembered per judge model ----------------------------------------
+
+
+def _checks_file(data_dir: Path) -> Path:
+    return data_dir / "judge-checks.json"
+
+
+def judge_key(judge: LLMJudge) -> str:
+    """What a judge check is remembered by: the model file's sha256 (or the endpoint's
+    model name) and the prompt style."""
+    info = judge._llm.info  # noqa: SLF001 (the judge's own model)
+    return f"{info.sha256 or info.path}:{judge.style.value}"
+
+
+def remember_check(data_dir: Path, judge: LLMJudge, check: JudgeCheck, labelled: str) -> None:
+    """Store the judge's measured agreement, so runs whose suite sets
+    ``judge.min_agreement`` can count its verdicts (``recalled_agreement``)."""
+    path = _checks_file(data_dir)
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    known[judge_key(judge)] = {
+        "judge": judge.name,
+        "kappa": round(check.kappa, 4),
+        "accuracy": round(check.accuracy, 4),
+        "n": check.n,
+        "labelled": labelled,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2), encoding="utf-8")
+
+
+def recalled_agreement(data_dir: Path, judge: LLMJudge) -> float | None:
+    """The kappa of the judge's last `rag eval judge-check` here, or None (never checked:
+    its verdicts do not count where a suite asks for a minimum agreement)."""
+    try:
+        known = json.loads(_checks_file(data_dir).read_text(encoding="utf-8"))
+        return float(known[judge_key(judge)]["kappa"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

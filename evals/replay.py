@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidRequest
 from core.types import CollectionKey
-from evals.assertions import EvalContext
-from evals.batch import suite_collections
+from evals.batch import eval_context, suite_collections
 from evals.fingerprint import fingerprint_diff, platform_fingerprint
 from evals.run_store import load_run, load_suite_of
 from evals.runner import PlatformAnswerer, run_case
@@ -40,7 +39,7 @@ def replay_case(stages: EvalStages, tenant: str, run_id: str, case_id: str) -> d
     names = suite_collections(suite, default)
     now_fp = platform_fingerprint(stages, [CollectionKey(tenant, n) for n in names])
     answerer = PlatformAnswerer(stages.query, stages.settings, tenant, default)
-    ctx = EvalContext.for_suite(suite, embedder=stages.embedder)
+    ctx = eval_context(stages, suite)
     result = run_case(case, suite, answerer, ctx)
     before = recorded.answer if recorded else None
     return {
