@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install serve test lint bench
+.PHONY: install serve test lint bench eval-gate
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,19 @@ test: install
 	@if $(PY) -c "import sys; from tests.pg import unavailable; sys.exit(bool(unavailable()))"; \
 	  then $(PY) -m pytest --postgres -q; \
 	  else echo "PostgreSQL pass skipped: $$($(PY) -c 'from tests.pg import unavailable; print(unavailable())')"; fi
+	$(MAKE) --no-print-directory eval-gate
+
+# The answers gate: the sample suite (evals/suites/examples.yaml) run on a fresh copy of the
+# sample collection, as `make serve` builds it; fails when its pass rate drops under the bar.
+# Reports land in build/eval/ (JUnit XML for CI, a self-contained HTML page).
+EVAL_DATA := $(CURDIR)/build/eval/data
+eval-gate: install
+	rm -rf $(EVAL_DATA)
+	RAG_DATA_DIR=$(EVAL_DATA) $(VENV)/bin/rag ingest examples/ --json >/dev/null
+	RAG_DATA_DIR=$(EVAL_DATA) $(VENV)/bin/rag tune --abstention -c default \
+	  --dataset evals/labelled/examples.jsonl --json >/dev/null
+	RAG_DATA_DIR=$(EVAL_DATA) $(VENV)/bin/rag eval run evals/suites/examples.yaml \
+	  --fail-under 0.75 --junit build/eval/junit.xml --html build/eval/report.html
 
 # Speed and scale benchmarks; each prints its table and writes it under bench/results/.
 # About 20 minutes on 2 cores (the first dense_recall run also embeds 100k chunks).

@@ -225,3 +225,11 @@ def gated_delete(stages: EvalStages, key: CollectionKey, document_id: str) -> Ga
             stages.ingest.delete_document(k, doc.id)
 
     return gated_change(stages, key, delete)
+
+
+def delete_collection(stages: EvalStages, key: CollectionKey) -> None:
+    """Delete a collection with its hidden versions (candidate, previous)."""
+    with _lock(require_key(key)):
+        for label in (CANDIDATE, PREVIOUS):
+            _discard(stages, key.version(label))
+        stages.ingest.delete_collection(key)

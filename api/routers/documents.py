@@ -33,8 +33,10 @@ def list_collections(platform: PlatformDep, tenant: TenantDep) -> CollectionsPub
 
 @router.delete("/collections/{name}", status_code=204, responses={404: {"model": ErrorResponse}})
 def delete_collection(key: CollectionDep, platform: PlatformDep) -> None:
+    from evals.gate import delete_collection as delete_with_versions
+
     service.list_documents(platform, key)  # 404 when it does not exist
-    platform.ingest.delete_collection(key)
+    delete_with_versions(platform, key)
 
 
 @router.post(
