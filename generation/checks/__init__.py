@@ -1,0 +1,6 @@
+"""The check library: detectors the ingestion and answer paths apply.
+
+``generation.checks.injection``: injected instructions in chunks and questions
+(``detect_injection``, ``detect_question_injection``, ``InjectionDetector``); PII and
+per-collection policies come next.
+"""
