@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for attack in items:
             q_rows[f"alone, {group}"].append(det.check_question(attack).flagged)
             sq = rng.choice(squad_qs)
-            q_rows[f"after attack SQuAD question, {group}"].append(
+            q_rows[f"after a SQuAD question, {group}"].append(
                 det.check_question(f"{sq} {attack}").flagged
             )
             enc = base64.b64encode(attack.encode()).decode()

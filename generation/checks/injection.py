@@ -70,6 +70,22 @@ _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
 IMPERATIVE_VERBS = frozenset(
     [
         "add",
+        "subscribe",
+        "purchase",
+        "buy",
+        "advise",
+        "urge",
+        "remind",
+        "alert",
+        "warn",
+        "inform",
+        "notify",
+        "contact",
+        "order",
+        "book",
+        "schedule",
+        "analyse",
+        "analyze",
         "adopt",
         "answer",
         "append",
@@ -312,7 +328,6 @@ _NOUN_FOLLOWERS = frozenset(
         "at",
         "with",
         "from",
-        "that",
         "which",
         ":",
         ",",
@@ -571,12 +586,20 @@ FEATURES: tuple[str, ...] = (
     "digit_share",
 )
 
+_ADDRESS_MODEL_RE = re.compile(
+    r"\b(?:the|this|any|an|you,?)\s+(?:AI|assistant|chatbot|chat bot|language model|LLM|bot|"
+    r"model|agent)\b(?:\s+\w+){0,3}?\s+(?:must|should|shall|needs? to|has to|is to|will now|"
+    r"is (?:instructed|required|told|asked) to)\b",
+    re.I,
+)
+
 # The rules that flag on their own (whatever the model says), with their reasons.
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("override-instructions", _OVERRIDE_RE),
     ("override-instructions", _OVERRIDE_ALL_RE),
     ("role-play", _ROLEPLAY_RE),
     ("reveal-secrets", _REVEAL_RE),
+    ("addressed-to-model", _ADDRESS_MODEL_RE),
 )
 RULE_SCORE = 0.99
 
