@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(data_dir=tmp / "data")
         ing = settings.ingest
 
-        platform = Platform(settings)  # the composition root: the stages `rag ingest` uses
-        embedder = platform.embedder
+        rag = Platform(settings)  # the composition root: the stages `rag ingest` uses
+        embedder = rag.embedder
         raw = SentenceTransformer(
             embedder.model_path, device=ing.embedding_device, local_files_only=True
         )
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         embedder.embed(warm)
         raw_encode(raw, warm, ing.embed_batch_size)
 
-        engine = platform.engine
-        pipeline = platform.ingest
+        engine = rag.engine
+        pipeline = rag.ingest
 
         # Chunk texts for the "before" raw run come from a dry chunking pass.
         from ingest.chunking import Chunker

@@ -134,14 +134,14 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
 
     tmp = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     settings = Settings(data_dir=tmp)
-    platform = Platform(settings)  # the composition root: the stages the REST app uses
-    engine = platform.engine
+    rag = Platform(settings)  # the composition root: the stages the REST app uses
+    engine = rag.engine
     with repository.write(engine) as s:
         cid = repository.get_or_create_collection(s, CollectionKey.default("bench")).id
 
-    embedder = platform.embedder
+    embedder = rag.embedder
     embedder.embed(["warm up the model"])
-    store = platform.store
+    store = rag.store
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
@@ -178,7 +178,7 @@ def run_one(n: int, seed: int = 0) -> dict[str, object]:
 
     # Queries: one thread each (torch and FAISS share OpenMP); the build above used all.
     torch.set_num_threads(1)
-    retriever = platform.retriever
+    retriever = rag.retriever
     queries = synthetic_texts(N_QUERIES + WARMUP, words, QUERY_WORDS, rng)
     k = settings.retrieval.top_k
 
