@@ -218,3 +218,30 @@ def test_rest_eval_runs_are_tenant_scoped_and_report(platform: Platform) -> None
         assert bad.status_code == 422 and "cases" in bad.json()["error"]["message"]
         fp = client.get("/v1/fingerprint", params={"collection": "docs"}, headers=h).json()
         assert fp["collections"]["docs"]["chunks"] > 0 and fp["llm"]["model_sha256"]
+
+
+def test_cli_gate_refuses_a_change_that_breaks_the_suite(
+    cli_data: Path, repo_root: Path, tmp_path: Path
+) -> None:
+    assert rag(cli_data, "ingest", str(repo_root / "examples"), "-c", "gated").returncode == 0
+    suite = tmp_path / "gate.yaml"
+    suite.write_text(yaml.safe_dump({**SUITE, "defaults": {"collection": "gated"}}))
+    g = rag(cli_data, "collections", "gate", "gated", "--suite", str(suite), "--min-pass-rate", "1")
+    assert g.returncode == 0 and "changes go live when" in g.stdout, g.stderr
+    note = tmp_path / "note.txt"
+    note.write_text("The cafeteria opens at eight.", encoding="utf-8")
+    ok = rag(cli_data, "ingest", str(note), "-c", "gated")
+    assert ok.returncode == 0 and "gate passed" in ok.stderr, ok.stderr
+
+    def docs() -> dict[str, str]:
+        listed = json.loads(rag(cli_data, "docs", "list", "-c", "gated", "--json").stdout)
+        return {d["source"]: d["id"] for d in listed["data"]}
+
+    assert "note.txt" in docs()
+    refused = rag(cli_data, "docs", "delete", docs()["retrieval.md"], "-c", "gated")
+    assert refused.returncode == 4 and "gate refused the change" in refused.stderr
+    assert "retrieval.md" in docs()
+    assert rag(cli_data, "collections", "rollback", "gated").returncode == 0
+    assert "note.txt" not in docs() and "retrieval.md" in docs()
+    listed = json.loads(rag(cli_data, "collections", "list", "--json").stdout)
+    assert all("~" not in c["name"] for c in listed["data"])
