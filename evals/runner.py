@@ -509,6 +509,11 @@ def diff_runs(a: RunResult, b: RunResult) -> RunDiff:
     cb = {c.case_id: c for c in b.cases}
     both = [k for k in ca if k in cb]
     sa, sb = a.summary(), b.summary()
+    suite_change = (
+        [f"suite_sha256: {a.suite_sha256[:12]} -> {b.suite_sha256[:12]} (the suites differ)"]
+        if a.suite_sha256 != b.suite_sha256
+        else []
+    )
     deltas: dict[str, dict[str, tuple[float | None, float | None]]] = {"overall": {}}
     for k in ("pass_rate", "em", "f1"):
         deltas["overall"][k] = (sa[k], sb[k])
@@ -529,7 +534,7 @@ def diff_runs(a: RunResult, b: RunResult) -> RunDiff:
         only_a=[k for k in ca if k not in cb],
         only_b=[k for k in cb if k not in ca],
         deltas=deltas,
-        config=fingerprint_diff(a.fingerprint, b.fingerprint),
+        config=suite_change + fingerprint_diff(a.fingerprint, b.fingerprint),
     )
 
 
