@@ -39,6 +39,19 @@ def _write(path: Path, text: str, what: str) -> None:
     err.print(f"{what} written to {path}", highlight=False)
 
 
+def _bar(label: str, quiet: bool) -> Progress:
+    """A progress bar on stderr (none when printing JSON or not on a terminal)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
 def _write_reports(run: Any, junit: Path | None, html: Path | None) -> None:
     from evals.reports import html_report, junit_xml
 
@@ -86,15 +99,7 @@ def eval_run(
     suite = load_suite(suite_path)
     platform = _platform(start=against is None)
     base = load_run(platform.engine, tenant, baseline) if baseline else None
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]eval run[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as bar:
+    with _bar("eval run", quiet=as_json) as bar:
         task = bar.add_task("", total=len(suite.cases))
         run = execute_run(
             platform,
@@ -312,15 +317,7 @@ def eval_judge_check(
     platform = _platform(start=False)
     judge = build_judge(JudgeSpec(model_path=model, base_url=base_url), platform.settings)
     examples = load_judge_set(labelled)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]judge-check[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as bar:
+    with _bar("judge-check", quiet=as_json) as bar:
         task = bar.add_task("", total=len(examples))
         check = judge_check(judge, examples, progress=lambda _m: bar.advance(task))
     remember_check(platform.settings.data_dir, judge, check, str(labelled))

@@ -661,7 +661,7 @@ def _golds(spec: AssertionSpec, case: Case) -> tuple[str, ...]:
     return tuple(spec.value or case.reference)
 
 
-def _answer_forms(obs: Observation) -> list[str]:
+def answer_forms(obs: Observation) -> list[str]:
     """The answer as shown and, when it has one, its short answer: scored against a
     reference, the better counts."""
     forms = [" ".join(strip_markers(obs.answer).split())]
@@ -678,7 +678,7 @@ def exact_match(spec: AssertionSpec, obs: Observation, case: Case, ctx: EvalCont
     if obs.abstained:
         return _binary(False, _ABSTAINED)
     golds = _golds(spec, case)
-    hit = max(squad_em(form, golds) for form in _answer_forms(obs)) == 1.0
+    hit = max(squad_em(form, golds) for form in answer_forms(obs)) == 1.0
     said = "matches" if hit else "does not match"
     return _binary(hit, f"the answer {said} {' / '.join(_shown(g, 40) for g in golds)}")
 
@@ -690,7 +690,7 @@ def token_f1(spec: AssertionSpec, obs: Observation, case: Case, ctx: EvalContext
     if obs.abstained:
         return Outcome(False, 0.0, _ABSTAINED)
     golds = _golds(spec, case)
-    f1 = max(squad_f1(form, golds) for form in _answer_forms(obs))
+    f1 = max(squad_f1(form, golds) for form in answer_forms(obs))
     return _at_least(f1, _threshold(spec, 0.5), "token F1")
 
 
@@ -703,7 +703,7 @@ def similar(spec: AssertionSpec, obs: Observation, case: Case, ctx: EvalContext)
     if obs.abstained:
         return Outcome(False, 0.0, _ABSTAINED)
     golds = _golds(spec, case)
-    forms = _answer_forms(obs)
+    forms = answer_forms(obs)
     vectors = np.asarray(ctx.embedder.embed([*forms, *golds]), dtype=np.float32)
     cosine = float(np.max(vectors[: len(forms)] @ vectors[len(forms) :].T))
     return _at_least(cosine, _threshold(spec, 0.75), "cosine similarity to the reference")

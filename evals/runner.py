@@ -19,13 +19,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import InvalidRequest, RagError
 from core.types import CollectionKey, SentenceVerdict
-from evals.answer_metrics import squad_em, squad_f1, strip_citations
+from evals.answer_metrics import squad_em, squad_f1
 from evals.assertions import (
     AssertionVerdict,
     CaseVerdict,
@@ -33,6 +33,7 @@ from evals.assertions import (
     EvalContext,
     Observation,
     RetrievedSource,
+    answer_forms,
     check_context,
     observation_from_answer,
     score_case,
@@ -128,8 +129,7 @@ class HttpAnswerer:
 
     def fingerprint(self, collections: Sequence[str]) -> Fingerprint:
         """The server's configuration fingerprint for ``collections``."""
-        r = self._client.get("/v1/fingerprint", params=[("collection", c) for c in collections])
-        _raise_for(r)
+        r = self._send("GET", "/v1/fingerprint", params=[("collection", c) for c in collections])
         return dict(r.json())
 
     def answer(self, case: Case, settings: CaseSettings) -> Observation:
@@ -147,13 +147,31 @@ class HttpAnswerer:
             "sampling": settings.sampling.model_dump(exclude_none=True),
         }
         t = time.perf_counter()
-        r = self._client.post("/v1/query", json=body)
+        r = self._send("POST", "/v1/query", json=body)
         ms = (time.perf_counter() - t) * 1000
-        _raise_for(r)
         return observation_from_json(case.question, r.json(), ms)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; a server that cannot be reached or answers an error is a
+        ``RagError`` naming it (never a transport traceback)."""
+        import httpx
+
+        try:
+            r = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise ServerUnreachable(f"cannot reach {self.target}{path}: {e}") from e
+        _raise_for(r)
+        return r
 
     def close(self) -> None:
         self._client.close()
+
+
+class ServerUnreachable(RagError):
+    """``--against``: the server did not answer (down, wrong URL, timed out)."""
+
+    code = "server_unreachable"
+    http_status = 502
 
 
 def _raise_for(r: Any) -> None:
@@ -249,9 +267,7 @@ class CaseResult:
 def case_result(case: Case, obs: Observation, verdict: CaseVerdict) -> CaseResult:
     em = f1 = None
     if case.reference and not obs.abstained:
-        forms = [" ".join(strip_citations(obs.answer).split())]
-        if obs.short_answer:
-            forms.append(obs.short_answer)
+        forms = answer_forms(obs)
         em = max(squad_em(f, list(case.reference)) for f in forms)
         f1 = max(squad_f1(f, list(case.reference)) for f in forms)
     elif case.reference:
@@ -405,10 +421,8 @@ def run_case(case: Case, suite: Suite, answerer: Answerer, ctx: EvalContext) -> 
     """One case: answered, then scored; a failed query is a failed case, not an error."""
     try:
         obs = answerer.answer(case, suite.settings_for(case))
-    except (RagError, OSError) as e:
-        return failed_case(case, e)
-    except Exception as e:  # httpx errors, a model crash: the case fails, the run goes on
-        return failed_case(case, e)
+    except Exception as e:  # a platform error, the server down, a model crash: the case
+        return failed_case(case, e)  # fails with the error as its reason, the run goes on
     return case_result(case, obs, score_case(case, obs, ctx))
 
 
@@ -554,7 +568,3 @@ def gate(
                 f"{len(broken)} case(s) passed in baseline {baseline.id} and fail now: {shown}"
             )
     return reasons
-
-
-def replace_cases(run: RunResult, cases: Sequence[CaseResult]) -> RunResult:
-    return replace(run, cases=list(cases))
