@@ -54,7 +54,7 @@ def platform_fingerprint(stages: EvalStages, collections: Iterable[CollectionKey
             "n_ctx": s.llm.n_ctx,
             "max_tokens": s.llm.max_tokens,
         },
-        "embedding_model": s.ingest.embedding_model_path,
+        "embedding_model": stages.embedder.model_path,  # the bundled default resolved
         "retrieval": s.retrieval.model_dump(mode="json"),
         "guards": s.guards.model_dump(mode="json"),
         "collections": {},

@@ -178,3 +178,12 @@ def test_fingerprint_diff_names_each_difference() -> None:
         "llm.model_sha256: aaa -> bbb",
     ]
     assert fingerprint_diff(a, a) == []
+
+
+def test_a_server_that_cannot_be_reached_is_a_clear_error() -> None:
+    from evals.runner import HttpAnswerer, ServerUnreachable
+
+    http = HttpAnswerer("http://127.0.0.1:9", timeout_s=2)
+    with pytest.raises(ServerUnreachable, match="cannot reach http://127.0.0.1:9/v1/fingerprint"):
+        http.fingerprint(["docs"])
+    http.close()
