@@ -42,7 +42,7 @@ QUESTION_BENIGN_CATEGORIES = frozenset(
         "Content Creation",
     }
 )
-TARGET_FALSE_FLAGS = 0.01  # the training operating point; the goal on held-out text is 2 %
+TARGET_FALSE_FLAGS = 0.005  # the training operating point; the goal on held-out text is 1 %
 C = 0.5
 SEED = 13
 
@@ -167,6 +167,48 @@ def planted_chunks(
     return out
 
 
+# Connectives that join an attack to a user's question into one sentence; the eval
+# measures with other ones (JOINS_EVAL), so the figure is not about the template.
+JOINS_FIT = (" and then ", "; ")
+JOINS_EVAL = (", then ", " and also ")
+
+
+def as_typed(q: str) -> str:
+    """A question capitalised and ending with "?" ("who sang x" -> "Who sang x?")."""
+    q = q.strip()
+    return q[:1].upper() + q[1:] + ("" if q.endswith("?") else "?")
+
+
+def _lower_first(s: str) -> str:
+    return s[:1].lower() + s[1:] if s[1:2].islower() or s[1:2] == " " else s
+
+
+def question_planted(
+    attacks: dict[str, list[str]], questions: Sequence[str], joins: Sequence[str], seed: int
+) -> list[Planted]:
+    """Question-side positives: output-steering attacks asked alone; every attack after a
+    question (a second sentence) and joined into it with a connective. Task-like attacks
+    asked alone are ordinary requests and are left out."""
+    rng = random.Random(seed)
+    out = []
+    for cat, items in attacks.items():
+        for a in items:
+            if cat not in QUESTION_BENIGN_CATEGORIES:
+                out.append(Planted(a, (0, len(a)), cat, "alone", "question"))
+            if a.rstrip().endswith("?"):
+                # a second question is an ordinary follow-up or a two-part question
+                continue
+            for q in rng.sample(list(questions), 3):
+                text = f"{q.rstrip().rstrip('?')}? {a}"
+                span = (len(text) - len(a), len(text))
+                out.append(Planted(text, span, cat, "end", "question"))
+                tail = _lower_first(a)
+                text = f"{q.rstrip().rstrip('?')}{rng.choice(list(joins))}{tail}"
+                # the whole joined sentence is the attack row
+                out.append(Planted(text, (0, len(text)), cat, "joined", "question"))
+    return out
+
+
 # --------------------------------------------------------------------------------- fitting
 
 
@@ -180,21 +222,21 @@ class Matrix:
     category: list[str]
 
 
-def negative_matrix(texts: Iterable[str]) -> Matrix:
+def negative_matrix(texts: Iterable[str], kind: str = "chunk") -> Matrix:
     xs, chunks = [], []
     for i, text in enumerate(texts):
-        _, x = chunk_features(text)
+        _, x = chunk_features(text, kind)
         xs.append(x)
         chunks.extend([i] * len(x))
     x = np.vstack(xs)
     return Matrix(x, np.zeros(len(x)), np.asarray(chunks), [""] * len(x))
 
 
-def positive_matrix(planted: Sequence[Planted]) -> Matrix:
+def positive_matrix(planted: Sequence[Planted], kind: str = "chunk") -> Matrix:
     """Only the attack sentences of each planted chunk (the rest are carrier text)."""
     xs, chunks, cats = [], [], []
     for i, p in enumerate(planted):
-        spans, x = chunk_features(p.text)
+        spans, x = chunk_features(p.text, kind)
         rows = attack_rows(spans, p.attack)
         xs.append(x[rows])
         chunks.extend([i] * len(rows))
@@ -263,25 +305,23 @@ def fit_sets(datasets_dir: str | Path | None = None) -> FitSets:
         attacks, passages, "clapnq", 3, seed=SEED + 1
     )
     neg_texts = carriers + passages + scifact
-    q_attacks = {k: v for k, v in attacks.items() if k not in QUESTION_BENIGN_CATEGORIES}
-    questions = [q for _, q in clap]
-    q_planted = [
-        Planted(a, (0, len(a)), cat, "alone", "question")
-        for cat, items in q_attacks.items()
-        for a in items
-    ]
-    rng = random.Random(SEED)
-    for cat, items in q_attacks.items():
-        for a in items:
-            for q in rng.sample(questions, 3):
-                text = f"{q.rstrip('?')}? {a}"
-                q_planted.append(Planted(text, (len(text) - len(a), len(text)), cat, "end", "q"))
-    q_neg = questions + load_scifact_claims(datasets_dir) + [q for _, q in emails]
+    # ClapNQ questions are typed lowercase without "?"; users also write them as questions
+    questions = [as_typed(q) for _, q in clap]
+    q_planted = question_planted(attacks, questions, JOINS_FIT, SEED)
+    # ordinary questions, also after a sentence of context (their passage's first one)
+    context_qs = [f"{p[a:b]} {q}" for p, q in clap for a, b in sentence_spans(p)[:1]]
+    q_neg = (
+        questions
+        + [q for _, q in clap]
+        + load_scifact_claims(datasets_dir)
+        + [q for _, q in emails]
+        + context_qs
+    )
     return FitSets(
         positive_matrix(planted),
         negative_matrix(neg_texts),
-        positive_matrix(q_planted),
-        negative_matrix(q_neg),
+        positive_matrix(q_planted, "question"),
+        negative_matrix(q_neg, "question"),
         {
             "attacks": sum(len(v) for v in attacks.values()),
             "categories": len(attacks),
@@ -312,7 +352,8 @@ def fit_models(
         chunk.with_threshold(chunk.threshold, **meta),
         question.with_threshold(
             question.threshold,
-            fitted_on="BIPIA output-steering attacks alone and after ClapNQ questions; "
-            "negatives ClapNQ questions, SciFact claims, BIPIA e-mail questions",
+            fitted_on="BIPIA output-steering attacks alone; all attacks after ClapNQ "
+            "questions and joined into them ('and then', ';'); negatives ClapNQ questions "
+            "(also after a sentence of their passage), SciFact claims, BIPIA e-mail questions",
         ),
     )
