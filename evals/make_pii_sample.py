@@ -8,7 +8,8 @@ own generators: Luhn-valid card numbers, IBANs with correct mod-97 check digits 
 national layouts, NHS numbers with their mod-11 check, NIF/NIE check letters, Italian
 fiscal codes with their check character, PESEL check digits, SSNs in issued ranges,
 phone numbers in real national numbering plans. Negatives: SciFact abstracts and SQuAD
-paragraphs as they are, and look-alikes (ISBNs, DOIs, dates, versions, order and
+paragraphs as they are (and every SciFact abstract with an "@": authors' e-mail
+addresses and phone numbers, labelled by hand, or "IGH@" gene names), and look-alikes (ISBNs, DOIs, dates, versions, order and
 tracking numbers, statistics, gene ids, Luhn-invalid card numbers, IBANs with wrong
 check digits…). Every template belongs to a family; families alternate between the
 "tune" half and the "heldout" half, so the held-out half has wordings never used to
@@ -637,9 +638,9 @@ def _fill(template: str, r: random.Random, *, invalid_card: bool = False) -> tup
     return "".join(out), ents
 
 
-def look_alikes(r: random.Random, n: int) -> list[str]:
-    """Generated look-alikes that are not PII: Luhn-invalid cards, bad IBAN check digits,
-    ISBN-13s, dates and times, version strings, order and tracking numbers."""
+def look_alikes(r: random.Random, n: int) -> list[tuple[int, str]]:
+    """Generated look-alikes that are not PII, (maker, text): Luhn-invalid cards, bad IBAN
+    check digits, ISBN-13s, dates and times, versions, order numbers, amounts."""
     makers: list[Callable[[], str]] = [
         lambda: (
             f"Card number {card_number(r, valid=False)} failed the checksum, so the form refused it."
@@ -663,20 +664,53 @@ def look_alikes(r: random.Random, n: int) -> list[str]:
         lambda: (
             f"Sample sizes ranged from {r.randint(10, 99)} to {r.randint(100, 9999)} (median {r.randint(20, 500)}; IQR {r.randint(5, 50)}-{r.randint(60, 300)})."
         ),
+        lambda: (
+            f"Statement {r.randint(2019, 2026)}-{r.randint(1, 12):02d}: opening balance {r.randint(100000, 9999999)}.{r.randint(0, 99):02d} EUR, {r.randint(3, 60)} transactions, fees {r.randint(1, 99)}.{r.randint(0, 99):02d}."
+        ),
+        lambda: (
+            f"Shipment weighed {r.randint(1000, 99999)}.{r.randint(0, 9)} kg on pallet {r.randint(100, 999)}/{r.randint(1000, 9999)}, dock {r.randint(1, 40)}, {r.randint(6, 20)}:{r.randint(0, 59):02d}."
+        ),
     ]
-    return [makers[i % len(makers)]() for i in range(n)]
+    return [(i % len(makers), makers[i % len(makers)]()) for i in range(n)]
 
 
-# PII that is really there in the picked SciFact/SQuAD texts (read by hand: every "@",
-# digit run of 8+ and URL among them): an author's e-mail address.
-KNOWN_PII: dict[str, list[tuple[str, str]]] = {
-    "scifact-10827901": [("yhzhao@nsd.edu.cn", "EMAIL_ADDRESS")],
+# Real PII in real text: every SciFact abstract with an "@" in it, labelled by hand
+# (authors' e-mail addresses, telephone and fax numbers). Two of them hold only the
+# gene notation "IGH@" and are negatives.
+REAL_SCIFACT: dict[str, list[tuple[str, str]]] = {
+    "3743071": [
+        ("gaog@mail.cbi.pku.edu.cn", "EMAIL_ADDRESS"),
+        ("gsds@mail.cbi.pku.edu.cn", "EMAIL_ADDRESS"),
+    ],
+    "4890578": [
+        ("+31-20-5665-633", "PHONE_NUMBER"),
+        ("+31-20-914-738", "PHONE_NUMBER"),
+        ("a.c.vanderwal@amc.uva.nl", "EMAIL_ADDRESS"),
+    ],
+    "5650232": [
+        ("aaronquinlan@gmail.com", "EMAIL_ADDRESS"),
+        ("imh4y@virginia.edu", "EMAIL_ADDRESS"),
+    ],
+    "7324039": [("usadel@bio1.rwth-aachen.de", "EMAIL_ADDRESS")],
+    "10827901": [("yhzhao@nsd.edu.cn", "EMAIL_ADDRESS")],
+    "15969637": [
+        ("johan.elf@icm.uu.se", "EMAIL_ADDRESS"),
+        ("johan.hattne@embl-hamburg.de", "EMAIL_ADDRESS"),
+    ],
+    "18333304": [("pfbaldi@ics.uci.edu", "EMAIL_ADDRESS")],
+    "39291138": [("j-massague@ski.mskcc.org", "EMAIL_ADDRESS"), ("(212) 717-3298", "PHONE_NUMBER")],
+    "27306942": [],
+    "40323454": [],
 }
 
 
-def _scifact(n: int, r: random.Random) -> list[tuple[str, str]]:
+def _scifact_rows() -> list[dict]:
     path = default_datasets_dir() / "scifact" / "corpus.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _scifact(n: int, r: random.Random) -> list[tuple[str, str]]:
+    rows = [row for row in _scifact_rows() if row["_id"] not in REAL_SCIFACT]
     picked = r.sample(rows, n)
     return [(f"scifact-{row['_id']}", row["text"]) for row in picked]
 
@@ -723,31 +757,45 @@ def build(seed: int = SEED, per_template: int = 8) -> list[dict]:
                     "kind": "lookalike",
                 }
             )
-    for i, text in enumerate(look_alikes(r, 48)):
-        half = "tune" if (i // 8) % 2 == 0 else "heldout"
+    for i, (maker, text) in enumerate(look_alikes(r, 60)):
+        half = "tune" if maker % 2 == 0 else "heldout"
         rows.append(
             {
                 "id": f"neg_generated-{i}",
                 "text": text,
                 "entities": [],
-                "family": f"neg_generated_{i % 8}",
+                "family": f"neg_generated_{maker}",
                 "half": half,
                 "kind": "lookalike",
             }
         )
-    for i, (doc_id, text) in enumerate(_scifact(100, r) + _squad(100, r)):
-        ents = [
-            {"start": text.index(value), "end": text.index(value) + len(value), "label": label}
-            for value, label in KNOWN_PII.get(doc_id, [])
-        ]
+    picks = random.Random(seed + 1)  # its own stream: editing templates keeps these texts
+    for i, (doc_id, text) in enumerate(_scifact(100, picks) + _squad(100, picks)):
         rows.append(
             {
                 "id": doc_id,
                 "text": text,
-                "entities": ents,
+                "entities": [],
                 "family": doc_id.split("-")[0],
                 "half": "tune" if i % 2 == 0 else "heldout",
                 "kind": "ordinary",
+            }
+        )
+    real = [row for row in _scifact_rows() if row["_id"] in REAL_SCIFACT]
+    for i, row in enumerate(real):
+        text = row["text"]
+        ents = [
+            {"start": text.index(value), "end": text.index(value) + len(value), "label": label}
+            for value, label in REAL_SCIFACT[row["_id"]]
+        ]
+        rows.append(
+            {
+                "id": f"scifact-{row['_id']}",
+                "text": text,
+                "entities": ents,
+                "family": "scifact_real" if ents else "scifact",
+                "half": "tune" if i % 2 == 0 else "heldout",
+                "kind": "real" if ents else "ordinary",
             }
         )
     return rows
