@@ -23,6 +23,8 @@ from core.types import CollectionKey
 
 if TYPE_CHECKING:
     from api.auth import ApiKeyAuth
+    from generation.checks.policy import CollectionPolicy
+    from generation.checks.screen import Screen
     from generation.compose import AnswerComposer
     from generation.pipeline import QueryPipeline
     from generation.ports import LLM
@@ -76,7 +78,9 @@ class Platform:
         from ingest.pipeline import IngestPipeline
 
         with self._lock:
-            return IngestPipeline(self.engine, self.embedder, self.store, self.settings.ingest)
+            return IngestPipeline(
+                self.engine, self.embedder, self.store, self.settings.ingest, screen=self.screen
+            )
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """A pipeline over the same engine, embedder and indexes with other chunking
@@ -86,7 +90,30 @@ class Platform:
         if settings == self.settings.ingest:
             return self.ingest
         with self._lock:
-            return IngestPipeline(self.engine, self.embedder, self.store, settings)
+            return IngestPipeline(
+                self.engine, self.embedder, self.store, settings, screen=self.screen
+            )
+
+    @cached_property
+    def screen(self) -> Screen:
+        """The content checks (injection, personal data, banned phrases/topics, length)."""
+        from generation.checks.screen import Screen
+
+        with self._lock:
+            return Screen(
+                self.embedder.embed, max_question_chars=self.settings.guards.max_question_chars
+            )
+
+    def policy_for(self, collection: CollectionKey) -> CollectionPolicy:
+        """The collection's content-check policy (the defaults when it has none or does
+        not exist)."""
+        from core import repository
+        from generation.checks.policy import CollectionPolicy
+
+        with repository.read(self.engine) as s:
+            row = repository.find_collection(s, collection)
+            stored = row.policy if row is not None else None
+        return CollectionPolicy.from_stored(stored)
 
     @cached_property
     def retriever(self) -> HybridRetriever:
@@ -136,6 +163,8 @@ class Platform:
                 self.settings.guards,
                 sampling_from_settings(self.settings.llm),
                 composer_for=self.composer_for,
+                screen=self.screen,
+                policy_for=self.policy_for,
             )
 
     def composer_for(self, collection: CollectionKey) -> AnswerComposer:

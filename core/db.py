@@ -83,6 +83,9 @@ class CollectionRow(Base):
     # A gate: changes go live only when this suite passes on the candidate version:
     # {"suite_name": str, "suite": suite mapping, "min_pass_rate": float}; None: no gate.
     gate: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The content-check policy (generation.checks.policy), only what differs from the
+    # defaults; NULL: the defaults.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
     documents: Mapped[list[DocumentRow]] = relationship(
         back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
@@ -106,6 +109,8 @@ class DocumentRow(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     n_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    # Chunks each check flagged, by check ({"injection": 2, "pii": 5}); NULL: none
+    flags: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # How the chunks were made (chunk size/overlap, splitter version, embedding model);
     # a re-ingest with another recipe re-indexes the document even if its bytes are equal.
     recipe: Mapped[str | None] = mapped_column(String(300), default=None)
@@ -134,6 +139,8 @@ class ChunkRow(Base):
     page: Mapped[int | None] = mapped_column(Integer, default=None)
     heading_path: Mapped[list[str]] = mapped_column(default=list)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What the document-stage checks found (generation.checks.screen), by check; NULL: nothing
+    flags: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # float32 little-endian vector; lets the dense index be rebuilt without re-embedding.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 

@@ -69,6 +69,12 @@ class PathNotFound(IngestError):
 # -- collections and documents ---------------------------------------------------------
 
 
+class DocumentRefused(IngestError):
+    """A collection's policy refuses the document (``block``: e.g. injected instructions)."""
+
+    code = "document_refused"
+
+
 class NotFound(RagError):
     code = "not_found"
     http_status = 404
@@ -97,6 +103,13 @@ class InvalidRequest(RagError):
     code = "invalid_request"
     http_status = 422
     exit_code = 2
+
+
+class QuestionRefused(InvalidRequest):
+    """A collection's policy refuses the question (``block``): an injected instruction, a
+    banned phrase or topic, personal data, an over-long question."""
+
+    code = "question_refused"
 
 
 class ApiKeyNotFound(NotFound):

@@ -153,6 +153,18 @@ def set_gate(s: Session, key: CollectionKey, gate: Mapping[str, Any] | None) -> 
     get_collection(s, key).gate = dict(gate) if gate is not None else None
 
 
+def get_policy(s: Session, collection_id: str) -> dict[str, Any] | None:
+    """The collection's stored check policy (None: the defaults)."""
+    row = s.get(CollectionRow, collection_id)
+    return dict(row.policy) if row is not None and row.policy else None
+
+
+def set_policy(s: Session, key: CollectionKey, policy: Mapping[str, Any] | None) -> None:
+    """Store the collection's check policy (None or empty: the defaults);
+    ``CollectionNotFound``."""
+    get_collection(s, key).policy = dict(policy) if policy else None
+
+
 def copy_collection(s: Session, source_id: str, key: CollectionKey) -> CollectionRow:
     """A new collection ``key`` holding a copy of ``source_id``'s settings, documents and
     chunks (new ids; texts and stored embeddings copied, so nothing is re-embedded)."""
@@ -169,6 +181,7 @@ def copy_collection(s: Session, source_id: str, key: CollectionKey) -> Collectio
         tuned_metric=src.tuned_metric,
         answer_models=src.answer_models,
         gate=src.gate,
+        policy=src.policy,
     )
     s.add(dst)
     s.flush()
@@ -189,6 +202,7 @@ def copy_collection(s: Session, source_id: str, key: CollectionKey) -> Collectio
                 n_chunks=d.n_chunks,
                 recipe=d.recipe,
                 meta=dict(d.meta or {}),
+                flags=d.flags,
             )
         )
     s.flush()
@@ -212,6 +226,7 @@ def _copied_chunk(c: ChunkRow, document_id: str, collection_id: str) -> dict[str
         "heading_path": list(c.heading_path or []),
         "token_count": c.token_count,
         "embedding": c.embedding,
+        "flags": c.flags,
     }
 
 
@@ -311,6 +326,7 @@ def chunk_from_row(row: ChunkRow, doc: DocumentRow, collection: str) -> types.Ch
         heading_path=tuple(row.heading_path or ()),
         token_count=row.token_count,
         metadata=dict(doc.meta or {}),
+        flags=dict(row.flags or {}),
     )
 
 
@@ -400,6 +416,32 @@ def stored_chunks(s: Session, document_ids: Sequence[str]) -> Sequence[Row[str, 
         .where(ChunkRow.document_id.in_(document_ids))
         .order_by(ChunkRow.document_id, ChunkRow.ordinal)
     ).all()
+
+
+def flagged_chunks(
+    s: Session, collection_id: str, check: str | None = None, limit: int = 100
+) -> list[tuple[ChunkRow, DocumentRow]]:
+    """The collection's chunks a content check flagged (``check`` None: any), by document
+    source and position, at most ``limit``."""
+    stmt = (
+        select(ChunkRow, DocumentRow)
+        .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+        .where(ChunkRow.collection_id == collection_id, ChunkRow.flags.is_not(None))
+        .order_by(DocumentRow.source, ChunkRow.ordinal)
+    )
+    out: list[tuple[ChunkRow, DocumentRow]] = []
+    for chunk, doc in s.execute(stmt).tuples():
+        if check is None or check in (chunk.flags or {}):
+            out.append((chunk, doc))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def update_chunks(s: Session, changes: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk update by primary key: each mapping holds ``id`` and the columns to set."""
+    if changes:
+        s.execute(update(ChunkRow), list(changes))
 
 
 def insert_chunks(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from core.errors import InvalidRequest
 
@@ -152,6 +152,9 @@ class Chunk:
     heading_path: tuple[str, ...] = ()
     token_count: int = 0
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    # What the document-stage checks found, by check name (generation.checks.screen):
+    # {"injection": {"flagged": true, "score": .93, "reasons": [...], "spans": [[a, b]]}}
+    flags: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,9 +252,10 @@ def fallback_sentence(
     if not sources.flat or not question.strip():
         return None
     cos = sources.cosine([question])[0].copy()
-    # A question in the passages (an FAQ heading) is no answer, however similar.
+    # A question in the passages (an FAQ heading) is no answer, however similar; nor is
+    # an instruction planted for the model.
     asks = np.array([sent.rstrip().endswith("?") for _, _, sent in sources.flat])
-    cos[asks] = -1.0
+    cos[asks | injected_sentences(sources)] = -1.0
     flat_i = int(np.argmax(cos))
     if float(cos[flat_i]) < min_similarity:
         need = question_specifics(question) if anchored_min_similarity is not None else []
@@ -269,6 +270,26 @@ def fallback_sentence(
     j, _, sent = sources.flat[flat_i]
     text = " ".join(sent.split())  # one line, as an answer (the source may wrap)
     return Span(text, j + 1, sent, 0.0)
+
+
+def injected_sentences(sources: SourceSentences) -> np.ndarray:
+    """Per sentence of ``sources.flat``: does it overlap text the injection check flags
+    (the chunk's stored flags, else the detector run on the chunk now)?"""
+    from generation.checks.injection import detect_injection
+    from generation.checks.screen import injection_spans
+
+    spans_of = []
+    for sc in sources.sources:
+        stored = injection_spans(sc.chunk.flags)
+        spans_of.append(stored if sc.chunk.flags else list(detect_injection(sc.chunk.text).spans))
+    return np.array(
+        [
+            any(a < e and s < b for a, b in spans_of[j])
+            for j, k, _ in sources.flat
+            for s, e in [sources.spans[j][k]]
+        ],
+        dtype=bool,
+    ).reshape(len(sources.flat))
 
 
 # -- the reader-eval hook ------------------------------------------------------------------

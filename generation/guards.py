@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, QuestionRefused
 from core.settings import GuardSettings
 from core.types import Citation, Prompt, ScoredChunk, Verdict
 from generation.attribution import Attribution
@@ -69,26 +69,38 @@ class InputGuard:
     def __init__(self, settings: GuardSettings) -> None:
         self.max_chars = settings.max_question_chars
 
-    def clean(self, question: str) -> str:
+    def clean(self, question: str, *, max_chars: int | None = 0) -> str:
         """The question with control characters stripped; raises ``InvalidRequest`` when
-        it is empty or longer than ``max_question_chars``."""
-        if not isinstance(question, str):
-            raise InvalidRequest("The question must be text.")
+        it is empty or longer than ``max_chars`` (0: ``max_question_chars``; None: no
+        limit, the caller's policy decides)."""
+        self.require_text(question)
         text = clean_question(question)
         if not text:
             raise InvalidRequest("The question is empty; send the text of a question.")
-        if len(text) > self.max_chars:
-            raise InvalidRequest(
-                f"The question is {len(text)} characters long; the limit is "
-                f"{self.max_chars} (settings guards.max_question_chars). Shorten it."
-            )
+        limit = self.max_chars if max_chars == 0 else max_chars
+        if limit is not None and len(text) > limit:
+            raise too_long(len(text), limit)
         return text
+
+    @staticmethod
+    def require_text(question: object) -> None:
+        if not isinstance(question, str):
+            raise InvalidRequest("The question must be text.")
 
     def check(self, question: str) -> Verdict:
         text = self.clean(question)
         changed = text != question.strip()
         detail = "control characters or extra whitespace removed" if changed else ""
         return Verdict(self.name, True, detail)
+
+
+def too_long(n: int, limit: int) -> QuestionRefused:
+    """The refusal of an over-long question (an ``InvalidRequest``)."""
+    return QuestionRefused(
+        f"The question is {n} characters long; the limit is {limit} (settings "
+        "guards.max_question_chars, or the collection's policy question_length.max_chars). "
+        "Shorten it."
+    )
 
 
 # -- output ------------------------------------------------------------------------------

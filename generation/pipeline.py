@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from core.errors import QuestionRefused
 from core.settings import GuardSettings, LLMSettings
 from core.types import (
     Answer,
@@ -35,6 +36,9 @@ from core.types import (
     require_key,
 )
 from generation.attribution import Attribution, Attributor, SourceSentences
+from generation.checks.base import Action
+from generation.checks.policy import CollectionPolicy
+from generation.checks.screen import AnswerViews, Screen, Screened, answer_views
 from generation.citations import AnswerSentence, parse_citations
 from generation.compose import AnswerComposer, Candidates, Selection, compose
 from generation.guards import (
@@ -44,6 +48,7 @@ from generation.guards import (
     abstention_reason,
     output_guards,
     retrieval_verdict,
+    too_long,
 )
 from generation.ports import LLM, PromptBuilder, Retriever, SentenceEmbedder
 from generation.prompt import stop_strings
@@ -78,9 +83,26 @@ class _Context:
     selection: Selection | None = None
     composer: AnswerComposer | None = None
     p_unanswerable: float | None = None
+    policy: CollectionPolicy = field(default_factory=CollectionPolicy)
+    views: AnswerViews | None = None
+    reason: str | None = None  # why the path abstains before retrieval (question policy)
+
+    @property
+    def hold_stream(self) -> bool:
+        """True when the model's raw text must not reach the client as it comes: the
+        sources hold flagged instructions, or the policy may withhold or mask the answer."""
+        if self.views is not None and self.views.flagged_texts:
+            return True
+        pol = self.policy
+        banned = bool(pol.banned.phrases or pol.banned.topics)
+        return pol.pii.answers is Action.REDACT or (
+            banned and pol.banned.answers is not Action.ALLOW
+        )
 
 
 ComposerFor = Callable[[CollectionKey], AnswerComposer]
+PolicyFor = Callable[[CollectionKey], CollectionPolicy]
+GROUNDING = frozenset(["supported"])  # the verdicts policy grounding.answers governs
 
 
 class QueryPipeline:
@@ -104,6 +126,9 @@ class QueryPipeline:
         guard_settings: GuardSettings,
         default_sampling: SamplingParams,
         composer_for: ComposerFor | None = None,
+        *,
+        screen: Screen | None = None,
+        policy_for: PolicyFor | None = None,
     ) -> None:
         self.retriever = retriever
         self.llm = llm
@@ -115,6 +140,10 @@ class QueryPipeline:
         self.input_guard = InputGuard(guard_settings)
         self.attributor = Attributor(embedder, min_support=guard_settings.min_support)
         self.guards = output_guards(guard_settings)
+        self.screen = screen or Screen(
+            embedder.embed, max_question_chars=guard_settings.max_question_chars
+        )
+        self.policy_for = policy_for or (lambda _collection: CollectionPolicy())
 
     # -- entry points -----------------------------------------------------------------
 
@@ -163,9 +192,11 @@ class QueryPipeline:
             return
         t = time.perf_counter()
         pieces: list[str] = []
+        hold = ctx.hold_stream
         for piece in self.llm.stream(ctx.prompt, ctx.params):
             pieces.append(piece)
-            yield piece
+            if not hold:
+                yield piece
         generate_ms = (time.perf_counter() - t) * 1000
         text = "".join(pieces)
         usage = Usage(ctx.prompt.prompt_tokens, self.llm.count_tokens(text) if text else 0)
@@ -183,8 +214,34 @@ class QueryPipeline:
     ) -> _Context:
         require_key(collection)
         t0 = time.perf_counter()
-        verdicts = [self.input_guard.check(question)]
-        clean = self.input_guard.clean(question)
+        self.input_guard.require_text(question)
+        policy = self.policy_for(collection)
+        screened = self.screen.question(question, policy)
+        if screened.outcome is Action.BLOCK:
+            raise self._refusal(question, screened)
+        clean = self.input_guard.clean(screened.text, max_chars=None)
+        changed = clean != question.strip()
+        verdicts = [
+            Verdict(
+                self.input_guard.name,
+                True,
+                "control characters or extra whitespace removed" if changed else "",
+            ),
+            *screened.verdicts,
+        ]
+        params = sampling or self.default_sampling
+        if screened.outcome is Action.ABSTAIN:
+            return _Context(
+                clean,
+                (),
+                None,
+                tuple(verdicts),
+                params,
+                t0,
+                0.0,
+                policy=policy,
+                reason=f"the question: {screened.reason}",
+            )
         t = time.perf_counter()
         retrieved = tuple(
             self.retriever.retrieve(Query(clean, collection, top_k, filter or Filter()))
@@ -192,22 +249,47 @@ class QueryPipeline:
         retrieve_ms = (time.perf_counter() - t) * 1000
         ret = retrieval_verdict(retrieved, self.guard_settings.min_retrieval_similarity)
         verdicts.append(ret)
-        params = sampling or self.default_sampling
+        views = answer_views(retrieved, policy)
+        if views.verdict is not None:
+            verdicts.append(views.verdict)
         cands = selection = composer = p = None
         prompt = None
         if ret.passed:
             composer = self.composer_for(collection)
-            cands = Candidates.build(clean, retrieved, self.embedder)
+            cands = Candidates.build(clean, views.source, self.embedder)
             selection = composer.select(cands)
             p = composer.p_unanswerable(cands, selection)
             verdicts.append(answerability_verdict(p, composer, bool(selection.chosen)))
             if verdicts[-1].passed:
-                prompt = self.prompt_builder.build(clean, retrieved, params.max_tokens)
+                prompt = self.prompt_builder.build(clean, views.model, params.max_tokens)
         if prompt is not None:  # a COMPLETION answer is one line: its line end stops it
             params = replace(params, stop=stop_strings(prompt.style, params.stop))
         return _Context(
-            clean, retrieved, prompt, tuple(verdicts), params, t0, retrieve_ms,
-            cands, selection, composer, p,
+            clean,
+            retrieved,
+            prompt,
+            tuple(verdicts),
+            params,
+            t0,
+            retrieve_ms,
+            cands,
+            selection,
+            composer,
+            p,
+            policy,
+            views,
+        )
+
+    @staticmethod
+    def _refusal(question: str, screened: Screened) -> Exception:
+        """The error for a question the policy blocks (an over-long one: the limit)."""
+        for f in screened.findings:
+            if f.check == "question_length":
+                limit = int(f.reasons[0].rsplit(" ", 1)[-1]) if f.reasons else len(question)
+                return too_long(len(question), limit)
+        return QuestionRefused(
+            f"The question was refused by the collection's policy ({screened.reason}). "
+            "Ask about the documents in plain words."
         )
 
     def _finish(self, ctx: _Context, raw: str, usage: Usage, generate_ms: float) -> Answer:
@@ -252,11 +334,33 @@ class QueryPipeline:
             citations = tuple(replace(c, attributed=True) for c in citations)
         draft = Draft(question, prompt, attribution.text, citations, attribution)
         verdicts.extend(g.check(draft) for g in self.guards)
-        if abstention_reason(verdicts) is not None:
+        considered = verdicts
+        if ctx.policy.grounding.answers is Action.WARN:
+            considered = [v for v in verdicts if v.guard not in GROUNDING]
+        if abstention_reason(considered) is not None:
             return self._abstain(ctx, usage, generate_ms, raw, verdicts, parsed.dropped)
+        flagged = ctx.views.flagged_texts if ctx.views is not None else ()
+        checked = self.screen.answer(attribution.text, ctx.policy, flagged)
+        verdicts.extend(checked.verdicts)
+        if checked.outcome is Action.ABSTAIN:
+            return self._abstain(
+                ctx,
+                usage,
+                generate_ms,
+                raw,
+                verdicts,
+                parsed.dropped,
+                reason=f"the answer: {checked.reason}",
+            )
+        sentences = sentence_verdicts(attribution, src, self.guard_settings.min_support)
+        short_answer = comp.short_answer
+        if checked.outcome is Action.REDACT:
+            sentences = tuple(replace(s, text=self._masked(s.text, ctx)) for s in sentences)
+            if short_answer is not None:
+                short_answer = self._masked(short_answer, ctx)
         return Answer(
             question=question,
-            text=attribution.text,
+            text=checked.text,
             citations=citations,
             retrieved=ctx.retrieved,
             model=self.llm.info,
@@ -265,8 +369,8 @@ class QueryPipeline:
             usage=usage,
             verdicts=tuple(verdicts),
             dropped_citations=parsed.dropped,
-            sentences=sentence_verdicts(attribution, src, self.guard_settings.min_support),
-            short_answer=comp.short_answer,
+            sentences=sentences,
+            short_answer=short_answer,
             p_unanswerable=ctx.p_unanswerable,
         )
 
@@ -278,11 +382,17 @@ class QueryPipeline:
         raw: str,
         verdicts: list[Verdict] | None = None,
         dropped: int = 0,
+        reason: str | None = None,
     ) -> Answer:
         """The honest answer: the documents do not answer; the closest sources listed,
         no citations claimed."""
         vs = list(verdicts if verdicts is not None else ctx.verdicts)
-        reason = abstention_reason(vs, raw) or "no answer could be grounded in the sources"
+        reason = (
+            reason
+            or ctx.reason
+            or abstention_reason(vs, raw)
+            or "no answer could be grounded in the sources"
+        )
         vs.append(Verdict("abstained", True, reason))
         return Answer(
             question=ctx.question,
@@ -299,6 +409,10 @@ class QueryPipeline:
             p_unanswerable=ctx.p_unanswerable,
         )
 
+    def _masked(self, text: str, ctx: _Context) -> str:
+        """``text`` with what the answer-stage policy redacts replaced."""
+        return self.screen.answer(text, ctx.policy).text
+
     def _timings(self, ctx: _Context, generate_ms: float) -> Timings:
         total = (time.perf_counter() - ctx.t0) * 1000
         return Timings(round(ctx.retrieve_ms, 3), round(generate_ms, 3), round(total, 3))
@@ -310,10 +424,7 @@ def answerability_verdict(p: float, composer: AnswerComposer, has_candidates: bo
     fitted = composer.abstainer.meta.get("data", "?")
     if not has_candidates:
         return Verdict("answerable", False, "no complete sentence in the retrieved chunks", 0.0)
-    detail = (
-        f"P(unanswerable) {p:.3f}, abstain from {threshold:.3f} "
-        f"(model fitted on {fitted})"
-    )
+    detail = f"P(unanswerable) {p:.3f}, abstain from {threshold:.3f} (model fitted on {fitted})"
     return Verdict("answerable", p < threshold, detail, round(1.0 - p, 4))
 
 

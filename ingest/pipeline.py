@@ -25,7 +25,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path, PurePath
 from typing import Any
@@ -34,7 +34,14 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from core import repository
-from core.errors import DocumentTooLarge, IngestError, InvalidRequest, PathNotFound, RagError
+from core.errors import (
+    DocumentRefused,
+    DocumentTooLarge,
+    IngestError,
+    InvalidRequest,
+    PathNotFound,
+    RagError,
+)
 from core.settings import IngestSettings
 from core.types import (
     CollectionKey,
@@ -53,7 +60,7 @@ from ingest.jsonl import (
     iter_jsonl_documents,
 )
 from ingest.loaders import load_bytes, load_path
-from ingest.ports import ChunkIndexer, Embedder
+from ingest.ports import ChunkIndexer, ContentChecks, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ GROUP_CHUNKS = 1024  # chunks embedded and written together (grows when index wr
 MAX_GROUP_CHUNKS = 4096
 _LOOKUP_BATCH = 128  # documents whose stored versions are looked up in one query
 _RECOVER_BATCH = 2048  # chunks pushed to the indexer per call in recover()
+_RESCAN_BATCH = 512  # chunks checked and updated together by rescan()
 _SUMMARY_LIMIT = 10_000  # outcomes kept in an IngestionJobRow's summary
 
 
@@ -98,6 +106,15 @@ class _Prepared:
     document_id: str = ""
     status: IngestStatus = "ingested"
     chunk_ids: list[str] = field(default_factory=list)
+    # the document-stage checks' findings per chunk (parallel to drafts; {} = none)
+    flags: list[dict[str, Any]] = field(default_factory=list)
+
+    def flag_counts(self) -> dict[str, int] | None:
+        counts: dict[str, int] = {}
+        for f in self.flags:
+            for check in f:
+                counts[check] = counts.get(check, 0) + 1
+        return counts or None
 
 
 class _Job:
@@ -145,8 +162,12 @@ class IngestPipeline:
         settings: IngestSettings,
         *,
         group_chunks: int = GROUP_CHUNKS,
+        screen: ContentChecks | None = None,
     ) -> None:
         self._engine = engine
+        # the content checks (injection, personal data…) applied by the collection's policy
+        self._screen = screen
+        self._policy: dict[str, Any] | None = None
         self._embedder = embedder
         self._indexer = indexer
         self._settings = settings
@@ -222,6 +243,75 @@ class IngestPipeline:
                 collection_id = repository.get_collection(s, collection).id
                 repository.delete_collection_rows(s, collection_id)
             self._indexer.drop_collection(collection_id)
+
+    def rescan(self, collection: CollectionKey) -> dict[str, Any]:
+        """Run the document-stage content checks again over a collection's stored chunks
+        with its current policy: flags replaced, text redacted where the policy now says
+        (those chunks re-embedded and re-indexed). Documents the policy would now refuse
+        are reported, not deleted. Returns counts and the refused sources."""
+        require_key(collection)
+        if self._screen is None:
+            raise InvalidRequest("this pipeline has no content checks to run")
+        summary: dict[str, Any] = {"chunks": 0, "flagged": 0, "redacted": 0, "refused": []}
+        with self._lock:
+            with repository.read(self._engine) as s:
+                col = repository.get_collection(s, collection)
+                collection_id, policy = col.id, repository.get_policy(s, col.id)
+                todo = sorted(repository.chunk_ids(s, collection_id))
+            counts: dict[str, dict[str, int]] = {}
+            refused: dict[str, str] = {}
+            for lo in range(0, len(todo), _RESCAN_BATCH):
+                with repository.read(self._engine) as s:
+                    page = todo[lo : lo + _RESCAN_BATCH]
+                    rows = [
+                        (c.id, c.document_id, c.text)
+                        for c in repository.chunk_rows(s, collection_id, page)
+                    ]
+                screened = self._screen.documents([t for _, _, t in rows], policy)
+                changes: list[dict[str, Any]] = []
+                redacted: list[tuple[str, str]] = []
+                for (cid, doc_id, text), sc in zip(rows, screened, strict=True):
+                    change: dict[str, Any] = {"id": cid, "flags": dict(sc.flags) or None}
+                    per_doc = counts.setdefault(doc_id, {})
+                    for check in sc.flags:
+                        per_doc[check] = per_doc.get(check, 0) + 1
+                    if sc.refusal is not None:
+                        refused.setdefault(doc_id, sc.refusal)
+                    if sc.text != text:
+                        change["text"] = sc.text
+                        redacted.append((cid, sc.text))
+                    changes.append(change)
+                summary["chunks"] += len(rows)
+                summary["flagged"] += sum(1 for sc in screened if sc.flags)
+                if redacted:
+                    vectors = self._embed([t for _, t in redacted])
+                    row_of = {cid: k for k, (cid, _) in enumerate(redacted)}
+                    for change in changes:
+                        if "text" in change:
+                            vector = vectors[row_of[change["id"]]]
+                            change["embedding"] = repository.vector_to_blob(vector)
+                    summary["redacted"] += len(redacted)
+                with repository.write(self._engine) as s:
+                    repository.update_chunks(s, changes)
+                if redacted:
+                    with self._indexer.bulk(collection_id):
+                        self._indexer.upsert(
+                            collection_id,
+                            [cid for cid, _ in redacted],
+                            [t for _, t in redacted],
+                            vectors,
+                        )
+            with repository.write(self._engine) as s:
+                docs = repository.list_documents(s, collection_id)
+                repository.update_documents(
+                    s, [{"id": d.id, "flags": counts.get(d.id) or None} for d in docs]
+                )
+                sources = {d.id: d.source for d in docs}
+            summary["refused"] = [
+                {"source": sources.get(doc_id, doc_id), "reason": why}
+                for doc_id, why in refused.items()
+            ]
+        return summary
 
     def recover(self) -> int:
         """Finish documents a crash left "indexing": index their stored chunks, mark ready.
@@ -321,6 +411,7 @@ class IngestPipeline:
             with repository.write(self._engine) as s:
                 collection_id = repository.get_or_create_collection(s, collection).id
                 job_id = repository.start_job(s, collection_id)
+                self._policy = repository.get_policy(s, collection_id)
             job = _Job(on_progress)
             self._group_size = self._group_chunks
             try:
@@ -386,12 +477,13 @@ class IngestPipeline:
                 drafts = self._chunker.split(doc)
                 if not drafts:
                     raise IngestError(f"{doc.source}: no text to index after chunking")
+                drafts, flags = self._check(doc.source, drafts)
             except Exception as e:
                 if _fatal(e):
                     raise
                 job.fail(index, doc.source, e)
                 continue
-            group.append(_Prepared(index, doc, drafts, meta))
+            group.append(_Prepared(index, doc, drafts, meta, flags=flags))
             if sum(len(p.drafts) for p in group) >= self._group_size:
                 self._write_group(collection_id, group, job)
                 group.clear()
@@ -400,6 +492,25 @@ class IngestPipeline:
                 repository.update_documents(
                     s, [{"id": doc_id, "meta": meta} for doc_id, meta in meta_updates.items()]
                 )
+
+    def _check(
+        self, source: str, drafts: list[ChunkDraft]
+    ) -> tuple[list[ChunkDraft], list[dict[str, Any]]]:
+        """The document-stage content checks: chunks redacted where the policy says, the
+        findings of each chunk; ``DocumentRefused`` when the policy blocks the document."""
+        if self._screen is None:
+            return drafts, [{} for _ in drafts]
+        screened = self._screen.documents([d.text for d in drafts], self._policy)
+        for i, sc in enumerate(screened):
+            if sc.refusal is not None:
+                raise DocumentRefused(
+                    f"{source}: refused by the collection's policy: chunk {i + 1} ({sc.refusal})"
+                )
+        out = [
+            d if sc.text == d.text else replace(d, text=sc.text)
+            for d, sc in zip(drafts, screened, strict=True)
+        ]
+        return out, [dict(sc.flags) for sc in screened]
 
     def _stored(self, collection_id: str, sources: list[str]) -> dict[str, _Stored]:
         with repository.read(self._engine) as s:
@@ -529,6 +640,7 @@ class IngestPipeline:
                     existing.n_chunks = len(p.drafts)
                     existing.meta = p.meta
                     existing.recipe = self.recipe
+                    existing.flags = p.flag_counts()
                     p.document_id, p.status = existing.id, "replaced"
                 else:
                     p.document_id, p.status = repository.new_id(), "ingested"
@@ -545,10 +657,11 @@ class IngestPipeline:
                         n_chunks=len(p.drafts),
                         meta=p.meta,
                         recipe=self.recipe,
+                        flags=p.flag_counts(),
                     )
                 p.chunk_ids = [repository.new_id() for _ in p.drafts]
-                for ordinal, (chunk_id, draft) in enumerate(
-                    zip(p.chunk_ids, p.drafts, strict=True)
+                for ordinal, (chunk_id, draft, flags) in enumerate(
+                    zip(p.chunk_ids, p.drafts, p.flags, strict=True)
                 ):
                     rows.append(
                         {
@@ -563,6 +676,7 @@ class IngestPipeline:
                             "heading_path": list(draft.heading_path),
                             "token_count": draft.token_count,
                             "embedding": repository.vector_to_blob(vectors[row]),
+                            "flags": flags or None,
                         }
                     )
                     row += 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,3 +57,26 @@ class ChunkIndexer(Protocol):
     def drop_collection(self, collection_id: str) -> None:
         """Remove everything a collection holds in the indexes (its files too)."""
         ...
+
+
+class CheckedChunk(Protocol):
+    """A chunk after the content checks: the text to store (redacted where the policy
+    says), what the checks found (JSON by check name), why its document is refused."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def flags(self) -> Mapping[str, Any]: ...
+
+    @property
+    def refusal(self) -> str | None: ...
+
+
+class ContentChecks(Protocol):
+    """The document-stage content checks (``generation.checks.screen.Screen``), applied
+    with a collection's stored policy (None: the defaults)."""
+
+    def documents(
+        self, texts: Sequence[str], policy: Mapping[str, Any] | None
+    ) -> Sequence[CheckedChunk]: ...
