@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
 from api.platform import Platform
-from api.routers import documents, evals, query
+from api.routers import checks, documents, evals, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import RagError, Unauthorized
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     app.include_router(documents.router, **v1)
     app.include_router(query.router, **v1)
     app.include_router(evals.router, **v1)
+    app.include_router(checks.router, **v1)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

@@ -324,7 +324,7 @@ def docs_list(
     if as_json:
         _print_json(docs.model_dump(mode="json"))
         return
-    table = Table("id", "source", "type", "version", "status", "chunks", "bytes")
+    table = Table("id", "source", "type", "version", "status", "chunks", "bytes", "flagged")
     for d in docs.data:
         table.add_row(
             d.id,
@@ -334,6 +334,7 @@ def docs_list(
             d.status,
             str(d.n_chunks),
             str(d.size_bytes),
+            ", ".join(f"{check} {n}" for check, n in sorted(d.flags.items())) or "-",
         )
     out.print(table)
 
@@ -665,8 +666,9 @@ def serve(
     uvicorn.run(application, host=host or settings.api.host, port=port or settings.api.port)
 
 
-# The batch evaluation run commands live in their own module; importing it registers them.
-from api import cli_eval  # noqa: E402, F401
+# The batch evaluation run and content-check commands live in their own modules;
+# importing them registers them.
+from api import cli_checks, cli_eval  # noqa: E402, F401
 
 # -- errors ---------------------------------------------------------------------------------------
 

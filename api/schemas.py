@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, Field
 
 from core import types
-from core.db import ApiKeyRow, CollectionRow, DocumentRow
+from core.db import ApiKeyRow, ChunkRow, CollectionRow, DocumentRow
 from core.settings import LLMSettings
 from generation.prompt import stop_strings
 
@@ -30,6 +30,8 @@ class DocumentPublic(BaseModel):
     size_bytes: int
     n_chunks: int
     recipe: str | None  # how its chunks were made (chunk size/overlap, embedding model)
+    # chunks each content check flagged ({"injection": 1, "pii": 3}); {}: none
+    flags: dict[str, int]
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -48,10 +50,49 @@ class DocumentPublic(BaseModel):
             size_bytes=row.size_bytes,
             n_chunks=row.n_chunks,
             recipe=row.recipe,
+            flags=dict(row.flags or {}),
             metadata=dict(row.meta or {}),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+class FlaggedChunkPublic(BaseModel):
+    """A chunk a content check flagged, with what it found (spans: offsets into ``text``)."""
+
+    chunk_id: str
+    document_id: str
+    source: str
+    ordinal: int
+    page: int | None
+    flags: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, chunk: ChunkRow, doc: DocumentRow) -> FlaggedChunkPublic:
+        return cls(
+            chunk_id=chunk.id,
+            document_id=doc.id,
+            source=doc.source,
+            ordinal=chunk.ordinal,
+            page=chunk.page,
+            flags=dict(chunk.flags or {}),
+            text=chunk.text,
+        )
+
+
+class FlaggedChunksPublic(BaseModel):
+    data: list[FlaggedChunkPublic]
+    count: int
+
+
+class PolicyPublic(BaseModel):
+    """A collection's content-check policy: every rule in force, and which settings
+    differ from the defaults."""
+
+    collection: str
+    policy: dict[str, Any]
+    changed: dict[str, Any]
 
 
 class DocumentsPublic(BaseModel):
@@ -243,6 +284,11 @@ def retrieved_to_dict(sc: types.ScoredChunk, with_text: bool = False) -> dict[st
     }
     if sc.rerank_score is not None:
         out["rerank_score"] = sc.rerank_score
+    if sc.chunk.flags:
+        out["flags"] = {
+            check: {k: v for k, v in found.items() if k in ("score", "reasons", "labels", "action")}
+            for check, found in sc.chunk.flags.items()
+        }
     if with_text:
         out["heading_path"] = list(sc.chunk.heading_path)
         out["text"] = sc.chunk.text

@@ -1,12 +1,24 @@
-"""Read-side helpers shared by the REST routers and the CLI (no business logic).
+"""Helpers shared by the REST routers and the CLI: listings, and a collection's
+content-check policy (no business logic: the rules live in generation.checks.policy).
 
 A collection argument is a ``core.types.CollectionKey`` (tenant, name).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from api.platform import Platform
-from api.schemas import CollectionPublic, CollectionsPublic, DocumentPublic, DocumentsPublic
+from api.schemas import (
+    CollectionPublic,
+    CollectionsPublic,
+    DocumentPublic,
+    DocumentsPublic,
+    FlaggedChunkPublic,
+    FlaggedChunksPublic,
+    PolicyPublic,
+)
 from core import repository
 from core.types import CollectionKey
 
@@ -33,3 +45,60 @@ def get_document(platform: Platform, collection: CollectionKey, document_id: str
     with repository.read(platform.engine) as s:
         col = repository.get_collection(s, collection)
         return DocumentPublic.of(repository.get_document(s, col.id, document_id), col.name)
+
+
+# -- content checks: the policy, flagged chunks, rescans -----------------------------------
+
+
+def get_policy(platform: Platform, collection: CollectionKey) -> PolicyPublic:
+    """The collection's content-check policy; ``CollectionNotFound``."""
+    from generation.checks.policy import CollectionPolicy
+
+    with repository.read(platform.engine) as s:
+        col = repository.get_collection(s, collection)
+        policy = CollectionPolicy.from_stored(col.policy)
+    return PolicyPublic(
+        collection=collection.name,
+        policy=policy.model_dump(mode="json"),
+        changed=policy.to_stored(),
+    )
+
+
+def set_policy(
+    platform: Platform,
+    collection: CollectionKey,
+    *,
+    document: Mapping[str, Any] | None = None,
+    updates: Mapping[str, Any] | None = None,
+    reset: bool = False,
+) -> PolicyPublic:
+    """Set the collection's policy: ``document`` replaces it (unnamed settings: the
+    defaults), ``updates`` change single settings (``{"pii.answers": "redact"}``),
+    ``reset`` returns to the defaults. Creates the collection when it does not exist yet
+    (so a policy such as redacting personal data applies from the first document).
+    ``InvalidRequest`` naming every bad setting; nothing is stored then."""
+    from generation.checks.policy import CollectionPolicy
+
+    with repository.write(platform.engine) as s:
+        col = repository.get_or_create_collection(s, collection)
+        if reset:
+            policy = CollectionPolicy()
+        elif document is not None:
+            policy = CollectionPolicy.parse(document)
+        else:
+            policy = CollectionPolicy.from_stored(col.policy)
+        if updates:
+            policy = policy.with_updates(updates)
+        repository.set_policy(s, collection, policy.to_stored())
+    return get_policy(platform, collection)
+
+
+def flagged_chunks(
+    platform: Platform, collection: CollectionKey, check: str | None = None, limit: int = 100
+) -> FlaggedChunksPublic:
+    """The collection's chunks a content check flagged (``check``: only that one)."""
+    with repository.read(platform.engine) as s:
+        col = repository.get_collection(s, collection)
+        rows = repository.flagged_chunks(s, col.id, check, limit)
+        data = [FlaggedChunkPublic.of(c, d) for c, d in rows]
+    return FlaggedChunksPublic(data=data, count=len(data))

@@ -56,6 +56,32 @@ class TenantClient:
 
 
 @pytest.fixture
+def rag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The `rag` command line through typer's CliRunner on a data folder of its own:
+    ``rag("keys", "list")`` (asserts exit 0; ``ok=False`` does not), ``rag.fails(...)``
+    (the exception a failing command raised), ``rag.data`` (the folder)."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("RAG_DATA_DIR", "RAG_DB__URL"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(app, ["--data-dir", str(data), *args])
+        if ok:
+            assert result.exit_code == 0, (args, result.output, result.exception)
+        return result
+
+    run.data = data  # type: ignore[attr-defined]
+    run.fails = lambda *args: run(*args, ok=False).exception  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.fixture
 def make_key() -> Callable[[TestClient, str], str]:
     """Create a real key for a tenant in the app's database; returns the secret."""
 

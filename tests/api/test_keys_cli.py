@@ -7,31 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from api.auth import ApiKeyAuth
-from api.cli import app
 from core import db
 from core.errors import ApiKeyNotFound, CollectionNotFound, RevokedApiKey
 from core.settings import APISettings
-
-
-@pytest.fixture
-def rag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    data = tmp_path / "data"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for var in ("RAG_DATA_DIR", "RAG_DB__URL"):
-        monkeypatch.delenv(var, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, ["--data-dir", str(data), *args])
-        if ok:
-            assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
-
-    run.data = data  # type: ignore[attr-defined]
-    return run
 
 
 def _auth(data: Path) -> ApiKeyAuth:
