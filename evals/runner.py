@@ -23,19 +23,23 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.errors import InvalidRequest, RagError
+from core.errors import InvalidRequest, QuestionRefused, RagError
 from core.types import CollectionKey, SentenceVerdict
 from evals.answer_metrics import squad_em, squad_f1
 from evals.assertions import (
+    CHECK_TYPES,
+    NEGATION,
     AssertionVerdict,
     CaseVerdict,
     CitedSource,
     EvalContext,
     Observation,
     RetrievedSource,
+    SeenVerdict,
     answer_forms,
     check_context,
     observation_from_answer,
+    refused_observation,
     score_case,
 )
 from evals.fingerprint import Fingerprint, platform_version
@@ -94,13 +98,18 @@ class PlatformAnswerer:
         key = self._map.get(name) or CollectionKey(self._tenant, name)
         with self._lock:
             t = time.perf_counter()
-            answer = self._query.answer(
-                case.question,
-                key,
-                top_k=settings.top_k or self._top_k,
-                filter=settings.filter,
-                sampling=settings.sampling.apply(self._base),
-            )
+            try:
+                answer = self._query.answer(
+                    case.question,
+                    key,
+                    top_k=settings.top_k or self._top_k,
+                    filter=settings.filter,
+                    sampling=settings.sampling.apply(self._base),
+                )
+            except QuestionRefused as e:  # the policy's answer to this question
+                return refused_observation(
+                    case.question, e.message, (time.perf_counter() - t) * 1000
+                )
             ms = (time.perf_counter() - t) * 1000
         return observation_from_answer(answer, latency_ms=ms)
 
@@ -147,7 +156,10 @@ class HttpAnswerer:
             "sampling": settings.sampling.model_dump(exclude_none=True),
         }
         t = time.perf_counter()
-        r = self._send("POST", "/v1/query", json=body)
+        try:
+            r = self._send("POST", "/v1/query", json=body)
+        except QuestionRefused as e:
+            return refused_observation(case.question, e.message, (time.perf_counter() - t) * 1000)
         ms = (time.perf_counter() - t) * 1000
         return observation_from_json(case.question, r.json(), ms)
 
@@ -180,7 +192,9 @@ def _raise_for(r: Any) -> None:
             err = r.json().get("error", {})
             msg = f"{err.get('code', r.status_code)}: {err.get('message', r.text)}"
         except ValueError:
-            msg = f"HTTP {r.status_code}: {r.text[:200]}"
+            err, msg = {}, f"HTTP {r.status_code}: {r.text[:200]}"
+        if err.get("code") == QuestionRefused.code:  # the policy's answer, not a failure
+            raise QuestionRefused(str(err.get("message", "")))
         raise RagError(f"the server answered {msg}")
 
 
@@ -197,7 +211,11 @@ def observation_from_json(question: str, data: Mapping[str, Any], latency_ms: fl
         ),
         retrieved=tuple(
             RetrievedSource(
-                str(r["chunk_id"]), str(r["source"]), float(r["score"]), str(r.get("text", ""))
+                str(r["chunk_id"]),
+                str(r["source"]),
+                float(r["score"]),
+                str(r.get("text", "")),
+                dict(r.get("flags") or {}),
             )
             for r in by_chunk.values()
         ),
@@ -217,6 +235,10 @@ def observation_from_json(question: str, data: Mapping[str, Any], latency_ms: fl
         ),
         short_answer=data.get("short_answer"),
         dropped_citations=int(data.get("dropped_citations", 0)),
+        verdicts=tuple(
+            SeenVerdict(str(v["guard"]), bool(v["passed"]), str(v.get("detail", "")))
+            for v in data.get("verdicts", [])
+        ),
     )
 
 
@@ -403,7 +425,32 @@ def summarize(cases: Sequence[CaseResult]) -> dict[str, Any]:
         "unanswerable_abstained": _rate(sum(c.abstained for c in unanswerable), len(unanswerable)),
         "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": lat[-1] if lat else None},
         "tokens": sum(c.tokens for c in cases),
+        "checks": check_confusion(by_type),
     }
+
+
+def check_confusion(by_type: Mapping[str, Sequence[int]]) -> dict[str, dict[str, Any]]:
+    """Each content check's precision and recall from its labelled cases: ``flags-X``
+    cases are the positives (passed: found), ``not-flags-X`` the negatives (failed: a
+    false flag)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(CHECK_TYPES):
+        pos = by_type.get(f"flags-{name}", (0, 0))
+        neg = by_type.get(f"{NEGATION}flags-{name}", (0, 0))
+        if not pos[1] and not neg[1]:
+            continue
+        tp, fn = pos[0], pos[1] - pos[0]
+        tn, fp = neg[0], neg[1] - neg[0]
+        out[name] = {
+            "tp": tp,
+            "fn": fn,
+            "fp": fp,
+            "tn": tn,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "false_flag_rate": round(fp / (fp + tn), 4) if fp + tn else None,
+        }
+    return out
 
 
 # -- running ---------------------------------------------------------------------------------

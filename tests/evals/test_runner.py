@@ -187,3 +187,21 @@ def test_a_server_that_cannot_be_reached_is_a_clear_error() -> None:
     with pytest.raises(ServerUnreachable, match="cannot reach http://127.0.0.1:9/v1/fingerprint"):
         http.fingerprint(["docs"])
     http.close()
+
+
+def test_check_confusion_gives_precision_and_recall_from_labelled_cases() -> None:
+    from evals.runner import check_confusion
+
+    by_type = {"flags-injection": [9, 10], "not-flags-injection": [95, 100], "contains": [1, 1]}
+    got = check_confusion(by_type)
+    assert got == {
+        "injection": {
+            "tp": 9,
+            "fn": 1,
+            "fp": 5,
+            "tn": 95,
+            "recall": 0.9,
+            "precision": round(9 / 14, 4),
+            "false_flag_rate": 0.05,
+        }
+    }
