@@ -671,7 +671,7 @@ def _words(text: str) -> list[str]:
 
 
 def _content(words: Sequence[str]) -> set[str]:
-    return {w[:6] for w in words if len(w) > 2 and w not in _STOP}
+    return {w[:6] for w in set(words).difference(_STOP) if len(w) > 2}
 
 
 # "Group differences were analysed ...": a verb-like first word whose next words lead to a
@@ -788,7 +788,8 @@ def _second_directive(tokens: Sequence[str]) -> bool:
 _TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z'-]*|[,:(]|-|\d+")
 _TOKEN_SEMI_RE = re.compile(r"[A-Za-z][A-Za-z'-]*|[,:;(]|-|\d+")
 # leading tokens enough for both imperative checks (a comma within the first ten)
-_LEAD_TOKENS = 40
+_LEAD_TOKENS = 16
+_LEAD_CHARS = 200
 
 # ------------------------------------------------------------- gates (the speed path)
 #
@@ -801,7 +802,8 @@ _LEAD_TOKENS = 40
 # the gated features equal the ungated ones.
 
 # the non-ASCII characters that re.IGNORECASE matches to ASCII letters
-_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+_FOLD_CHARS = "\u0130\u0131\u017f\u212a"
+_FOLD = str.maketrans(dict(zip(_FOLD_CHARS, "iisk", strict=True)))
 _GATE_TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -829,8 +831,6 @@ def _gate(*groups: str) -> _Gate:
         out.append((words, subs))
     return _Gate(tuple(out))
 
-
-_ALWAYS = _Gate(())
 
 _CREATE_OBJECTS = [
     "poem",
@@ -874,13 +874,17 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Gate], ...] = (
         "override",
         _OVERRIDE_RE,
         _gate(
-            "ignore disregard forget override overrule bypass skip neglect abandon follow following"
+            "ignore disregard forget override overrule bypass skip neglect abandon follow "
+            "following",
+            # substrings: "systeminstructions" matches (the adjective's space is optional)
+            "~instruction ~prompt ~rules ~guideline ~directive ~context ~constraints "
+            "~restrictions ~task ~orders ~commands ~policies ~programming",
         ),
     ),
     (
         "roleplay",
         _ROLEPLAY_RE,
-        _gate("you act pretend role roleplay assume persona developer ~jailbr"),
+        _gate("now act pretend role roleplay imagine assume persona developer ~jailbr"),
     ),
     (
         "reveal",
@@ -955,7 +959,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Gate], ...] = (
         ),
     ),
     ("modal", _MODAL_RE, _gate("you sure remember forget always never")),
-    ("quote", _QUOTE_RE, _ALWAYS),
+    ("quote", _QUOTE_RE, _gate("~\" ~\u201c ~\u201d ~'")),
 )
 _URL_GATE = _gate(
     "~http ~www. ~.co ~.net ~.org ~.xyz ~.io ~.ru ~.info ~.biz ~.ly ~.app ~.top ~.site "
@@ -1086,7 +1090,9 @@ def featurize(text: str, kind: str = "chunk", gated: bool = True) -> Featurized:
             df[word] = df.get(word, 0) + 1
     total = sum(len(c) for c in contents)
     if gated:
-        folded = text.lower() if text.isascii() else text.translate(_FOLD).lower()
+        folded = text.lower()
+        if not text.isascii() and any(map(text.__contains__, _FOLD_CHARS)):
+            folded = text.translate(_FOLD).lower()
         toks = set(_GATE_TOKEN_RE.findall(folded))
         active = [(_F[f], rx) for f, rx, g in _PATTERNS if g.passes(toks, folded)]
         url_on = _URL_GATE.passes(toks, folded)
@@ -1110,7 +1116,7 @@ def featurize(text: str, kind: str = "chunk", gated: bool = True) -> Featurized:
                 row[j] = 1.0
         if override_all_on and not row[_I_OVERRIDE] and _OVERRIDE_ALL_RE.search(s):
             row[_I_OVERRIDE] = 1.0
-        start, after = _imperative(_TOKEN_RE.findall(s)[:_LEAD_TOKENS])
+        start, after = _imperative(_TOKEN_RE.findall(s[:_LEAD_CHARS])[:_LEAD_TOKENS])
         row[_I_IMP] = float(start)
         row[_I_AFTER] = float(after)
         row[_I_PLEASE] = float("please" in w or "kindly" in w)
