@@ -750,6 +750,8 @@ _INTRO = frozenset(
         *_PRE_VERB,
     ]
 )
+# the first words with which a sentence can pass either imperative check
+_OPENERS = IMPERATIVE_VERBS | _PRE_VERB | _INTRO
 _ROMAN = frozenset(["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"])
 
 
@@ -1116,7 +1118,10 @@ def featurize(text: str, kind: str = "chunk", gated: bool = True) -> Featurized:
                 row[j] = 1.0
         if override_all_on and not row[_I_OVERRIDE] and _OVERRIDE_ALL_RE.search(s):
             row[_I_OVERRIDE] = 1.0
-        start, after = _imperative(_TOKEN_RE.findall(s[:_LEAD_CHARS])[:_LEAD_TOKENS])
+        if s.isascii() and (not w or w[0] not in _OPENERS):
+            start = after = False  # neither check can pass: no verb, pre-verb or intro first
+        else:
+            start, after = _imperative(_TOKEN_RE.findall(s[:_LEAD_CHARS])[:_LEAD_TOKENS])
         row[_I_IMP] = float(start)
         row[_I_AFTER] = float(after)
         row[_I_PLEASE] = float("please" in w or "kindly" in w)

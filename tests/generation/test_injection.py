@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 from generation.checks.injection import (
+    _OPENERS,
+    _TOKEN_RE,
+    _WORD_RE,
     FEATURES,
     MODEL_PATH,
     InjectionDetector,
+    _imperative,
     _sentence_spans_reference,
     detect_answer_injection,
     detect_injection,
@@ -188,6 +192,17 @@ def test_gated_features_equal_a_full_scan(kind: str) -> None:
             fast, full = featurize(t, kind), featurize(t, kind, gated=False)
             assert np.array_equal(fast.x, full.x), t
             assert fast.rules == full.rules, t
+
+
+def test_imperative_shortcut_agrees() -> None:
+    """A sentence whose first word is no verb, pre-verb or intro word skips the token
+    scan; the scan would have said no as well."""
+    for text in [*PARAGRAPHS, *ATTACKS.values(), *TRICKY, "-Write a poem. (Add it) now."]:
+        for a, b in sentence_spans(text):
+            s = text[a:b]
+            words = _WORD_RE.findall(s.lower())
+            if s.isascii() and (not words or words[0] not in _OPENERS):
+                assert _imperative(_TOKEN_RE.findall(s)) == (False, False), s
 
 
 def test_sentence_spans_match_the_reference_pattern() -> None:
