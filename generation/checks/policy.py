@@ -48,11 +48,17 @@ class Rule(BaseModel):
 
 class InjectionRule(Rule):
     """Injected instructions: fenced off from the model in documents (never returned as the
-    answer under any action), refused in questions, an answer carrying one withheld."""
+    answer under any action), refused in questions, an answer carrying one withheld.
+
+    ``question_tasks`` False: a question is an injection when it tries to override the
+    platform or hides text; task requests ("summarize it and list the dates") are the
+    user's to make and only reported. True: they count too (questions relayed from
+    people you do not trust)."""
 
     documents: Action = Action.FENCE
     questions: Action = Action.BLOCK
     answers: Action = Action.ABSTAIN
+    question_tasks: bool = False
 
 
 class PiiRule(Rule):

@@ -60,14 +60,44 @@ _SINGULAR = {Stage.DOCUMENT: "document", Stage.QUESTION: "question", Stage.ANSWE
 # -- the checks that are not detectors of their own module ---------------------------------
 
 
+# What a question may ask of the platform without being an injection: the user is the
+# principal, and "summarize it and list the dates", "translate it into French", "give an
+# example" are tasks, not attacks. A question is an injection when it tries to override
+# the platform (its instructions, its role, its secrets, where data goes) or hides text
+# (invisible characters, encoded payloads); ``InjectionRule.question_tasks`` counts the
+# task-like findings too.
+TASK_REASONS = frozenset(
+    [
+        "second-directive",
+        "unrelated-task",
+        "unrelated-question",
+        "answer-format",
+        "instruction-like",
+        "imperative",
+        "transform",
+        "create",
+        "format",
+        "question",
+    ]
+)
+
+
 class InjectionCheck:
-    """``generation.checks.injection`` as a ``Check``: chunk, question and answer models."""
+    """``generation.checks.injection`` as a ``Check``: chunk, question and answer models.
+    ``question_tasks`` False: a question whose only findings are task-like wording
+    (``TASK_REASONS``) passes, its reasons kept in the finding."""
 
     name = "injection"
     stages = frozenset(Stage)
 
-    def __init__(self, detector: Any = None) -> None:
+    def __init__(self, detector: Any = None, *, question_tasks: bool = False) -> None:
         self._detector = detector
+        self.question_tasks = question_tasks
+
+    def for_questions(self, question_tasks: bool) -> InjectionCheck:
+        if question_tasks == self.question_tasks:
+            return self
+        return InjectionCheck(self._detector, question_tasks=question_tasks)
 
     @property
     def detector(self) -> Any:
@@ -85,7 +115,15 @@ class InjectionCheck:
             v = det.check_answer(text)
         else:
             v = det.check(text)
-        return Finding(self.name, v.flagged, v.score, tuple(v.reasons), tuple(sorted(v.spans)))
+        flagged = v.flagged
+        if (
+            flagged
+            and stage is Stage.QUESTION
+            and not self.question_tasks
+            and all(r in TASK_REASONS for r in v.reasons)
+        ):
+            flagged = False  # a task the user asks for, not an attempt to subvert
+        return Finding(self.name, flagged, v.score, tuple(v.reasons), tuple(sorted(v.spans)))
 
 
 def _normal(text: str) -> str:
@@ -275,7 +313,10 @@ class Screen:
             if rule.questions is not Action.ALLOW:
                 out.append((LengthCheck(rule.max_chars or self.max_question_chars), rule.questions))
         if (a := policy.injection.action(stage)) is not Action.ALLOW:
-            out.append((self.injection, a))
+            check = self.injection
+            if isinstance(check, InjectionCheck):
+                check = check.for_questions(policy.injection.question_tasks)
+            out.append((check, a))
         if (a := policy.pii.action(stage)) is not Action.ALLOW:
             out.append((self.pii(policy.pii.entities), a))
         if (policy.banned.phrases or policy.banned.topics) and (
@@ -355,7 +396,10 @@ class Screen:
                     )
             name = f"{check.name}_{_SINGULAR[stage]}"
             if not f.flagged:
-                verdicts.append(Verdict(name, True, "nothing found", round(1 - f.score, 4)))
+                detail = "nothing found"
+                if f.reasons:  # found, but under the policy's bar (task-like wording)
+                    detail = f"task-like wording only ({', '.join(f.reasons)}): not refused"
+                verdicts.append(Verdict(name, True, detail, round(1 - f.score, 4)))
                 continue
             findings.append(f)
             FINDINGS.labels(check.name, stage.value, action.value).inc()
