@@ -73,6 +73,8 @@ def platform_fingerprint(stages: EvalStages, collections: Iterable[CollectionKey
                 "recipes": state["recipes"],
                 "fusion": describe_fusion(stages.retriever.fusion_for(row)),
                 "answer_models": _digest(row.answer_models) if row.answer_models else "default",
+                # the content-check policy's differences from the defaults (a readable diff)
+                "policy": dict(row.policy or {}),
             }
     return fp
 

@@ -205,3 +205,13 @@ def test_check_confusion_gives_precision_and_recall_from_labelled_cases() -> Non
             "false_flag_rate": 0.05,
         }
     }
+
+
+def test_a_policy_change_shows_in_the_fingerprint_diff() -> None:
+    from evals.fingerprint import fingerprint_diff
+
+    before = {"collections": {"docs": {"policy": {}}}}
+    after = {"collections": {"docs": {"policy": {"pii": {"answers": "redact"}}}}}
+    assert fingerprint_diff(before, after) == [
+        "collections.docs.policy.pii.answers: (absent) -> redact"
+    ]
