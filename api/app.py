@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
 from api.platform import Platform
-from api.routers import checks, documents, evals, query
+from api.routers import checks, documents, evals, jobs, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import RagError, Unauthorized
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(platform.startup)
+        await run_in_threadpool(lambda: platform.startup(run_jobs=True))
         # eval runs a stopped server left "running" never finish: say so
         await run_in_threadpool(mark_interrupted, platform.engine)
         if warm_up:
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     app.include_router(query.router, **v1)
     app.include_router(evals.router, **v1)
     app.include_router(checks.router, **v1)
+    app.include_router(jobs.router, **v1)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

@@ -146,13 +146,40 @@ def ingest(
         ),
     ] = "",
     as_json: JsonOpt = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="run the job here and wait (default), or print its id and run it in the "
+            "background (`rag jobs show ID`)",
+        ),
+    ] = True,
 ) -> None:
-    """Ingest files and folders; prints per file: ingested / unchanged / replaced / failed."""
+    """Ingest files and folders as a job recorded in SQL (`rag jobs list`); prints per
+    file: ingested / unchanged / replaced / failed. A collection with a gate is ingested
+    through its gate suite instead (no job)."""
+    from api.service import has_gate
     from ingest.jsonl import JsonlFields
 
     platform = _platform()
     name = _ref(collection, tenant, platform.settings)
     fields = JsonlFields(id_field=id_field, text_field=text_field, title_field=title_field)
+    gated = has_gate(platform, name)
+    job_id = None
+    if not gated:
+        job_id = platform.jobs.create_path_job(
+            name, paths, source_prefix=source_prefix, jsonl=fields
+        )
+        if not wait:
+            from api.cli_jobs import spawn_job
+
+            log = spawn_job(job_id)
+            if as_json:
+                _print_json({"job_id": job_id, "log": str(log)})
+            else:
+                out.print(job_id)
+                err.print(f"running in the background (log: {log}); see `rag jobs show {job_id}`")
+            return
     total = _count_inputs(paths)
     lines: list[IngestOutcome] = []
     with Progress(
@@ -178,14 +205,19 @@ def ingest(
 
         from evals.gate import gated_change
 
-        outcome = gated_change(
-            platform,
-            name,
-            lambda key: platform.ingest.ingest_paths(
-                paths, key, jsonl=fields, on_progress=on_progress, source_prefix=source_prefix
-            ),
-        )
-        report = outcome.result
+        outcome = None
+        if job_id is not None:  # run it here; Ctrl-C cancels it (`rag jobs retry` resumes)
+            platform.jobs.run(job_id, on_progress=on_progress)
+            report = platform.jobs.report(name.tenant, job_id)
+        else:
+            outcome = gated_change(
+                platform,
+                name,
+                lambda key: platform.ingest.ingest_paths(
+                    paths, key, jsonl=fields, on_progress=on_progress, source_prefix=source_prefix
+                ),
+            )
+            report = outcome.result
     counts = {s: sum(1 for o in report.outcomes if o.status == s) for s in _STATUS_STYLE}
     if as_json:
         from api.schemas import IngestReportPublic
@@ -199,7 +231,8 @@ def ingest(
         )
         for o in report.failed:
             err.print(f"[red]failed[/] {o.source}: {o.error}")
-    _gate_verdict(outcome)
+    if outcome is not None:
+        _gate_verdict(outcome)
     if report.failed:
         raise typer.Exit(3)
 
@@ -668,7 +701,7 @@ def serve(
 
 # The batch evaluation run and content-check commands live in their own modules;
 # importing them registers them.
-from api import cli_checks, cli_eval  # noqa: E402, F401
+from api import cli_checks, cli_eval, cli_jobs  # noqa: E402, F401
 
 # -- errors ---------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from generation.ports import LLM
     from generation.prompt import GroundedPromptBuilder
     from ingest.embedding import SentenceTransformerEmbedder
+    from ingest.jobs import JobRunner
     from ingest.pipeline import IngestPipeline
     from retrieval.retriever import HybridRetriever
     from retrieval.store import IndexStore
@@ -81,6 +82,15 @@ class Platform:
             return IngestPipeline(
                 self.engine, self.embedder, self.store, self.settings.ingest, screen=self.screen
             )
+
+    @cached_property
+    def jobs(self) -> JobRunner:
+        """Ingestion jobs (uploads, `rag ingest`): made here, run by the worker thread that
+        ``startup(run_jobs=True)`` starts (the service) or in process (the CLI)."""
+        from ingest.jobs import JobRunner
+
+        with self._lock:
+            return JobRunner(self.engine, lambda: self.ingest, self.settings.data_dir / "spool")
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """A pipeline over the same engine, embedder and indexes with other chunking
@@ -190,7 +200,10 @@ class Platform:
             return self._background.submit(fn)
 
     def shutdown(self) -> None:
-        """Wait for background work to finish, then release the database."""
+        """Stop the ingestion worker between files (its job resumes at the next start),
+        wait for background work to finish, then release the database."""
+        if "jobs" in self.__dict__:
+            self.jobs.stop()
         with self._lock:
             background, self._background = self._background, None
         if background is not None:
@@ -199,14 +212,20 @@ class Platform:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def startup(self) -> dict[str, int]:
-        """Make the derived indexes agree with SQL, then finish ingests a crash interrupted."""
+    def startup(self, *, run_jobs: bool = False) -> dict[str, int]:
+        """Make the derived indexes agree with SQL, then finish ingests a crash interrupted;
+        ``run_jobs`` (the service) starts the ingestion worker, which resumes unfinished
+        jobs first."""
         with self._lock:
             if self._started:
+                if run_jobs:
+                    self.jobs.start()
                 return {"repaired": 0, "recovered": 0}
             reports = self.store.repair(self.engine)
             recovered = self.ingest.recover()
             self._started = True
+            if run_jobs:
+                self.jobs.start()
             repaired = sum(1 for r in reports if r.changed)
             return {"repaired": repaired, "recovered": recovered}
 

@@ -5,13 +5,21 @@ The answer JSON is the same for `POST /v1/query` and `rag ask --json`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 
 from core import types
-from core.db import ApiKeyRow, ChunkRow, CollectionRow, DocumentRow
+from core.db import (
+    ApiKeyRow,
+    ChunkRow,
+    CollectionRow,
+    DocumentRow,
+    IngestionJobFileRow,
+    IngestionJobRow,
+)
 from core.settings import LLMSettings
 from generation.prompt import stop_strings
 
@@ -171,6 +179,88 @@ class IngestReportPublic(BaseModel):
             ingested=count("ingested"), unchanged=count("unchanged"),
             replaced=count("replaced"), failed=count("failed"),
         )
+
+
+# -- ingestion jobs -----------------------------------------------------------------------------
+
+
+class JobFilePublic(BaseModel):
+    """One file of a job: pending|running|done|failed|cancelled|retried, what became of
+    it (ingested|unchanged|replaced|failed|mixed), its chunks and timings."""
+
+    source: str
+    status: str
+    outcome: str | None
+    document_id: str | None
+    documents: int
+    chunks: int
+    size_bytes: int
+    error: str | None
+    error_code: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None
+
+    @classmethod
+    def of(cls, f: IngestionJobFileRow) -> JobFilePublic:
+        return cls(
+            source=f.source, status=f.status, outcome=f.outcome, document_id=f.document_id,
+            documents=f.n_documents, chunks=f.n_chunks, size_bytes=f.size_bytes, error=f.error,
+            error_code=f.error_code, started_at=f.started_at, finished_at=f.finished_at,
+            seconds=f.seconds,
+        )  # fmt: skip
+
+
+class JobPublic(BaseModel):
+    """An ingestion job: pending → running → done|failed|cancelled ("done" may hold failed
+    files: see ``failed``). Counts are per file; ``files`` only on a single job's page."""
+
+    id: str
+    collection: str
+    kind: str  # upload | paths | sync (a synchronous call: no per-file rows)
+    status: str
+    progress: float  # files ended / files
+    files_total: int
+    files_by_status: dict[str, int]
+    ingested: int
+    unchanged: int
+    replaced: int
+    failed: int
+    chunks: int
+    error: str | None
+    cancel_requested: bool
+    retry_of: str | None
+    retried_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    files: list[JobFilePublic] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        job: IngestionJobRow,
+        collection: str,
+        by_status: dict[str, int],
+        files: Sequence[IngestionJobFileRow] | None = None,
+    ) -> JobPublic:
+        total = sum(by_status.values()) if job.kind != "sync" else job.n_inputs
+        ended = sum(n for st, n in by_status.items() if st not in ("pending", "running"))
+        if job.kind == "sync":
+            ended = total if job.status != "running" else 0
+        return cls(
+            id=job.id, collection=collection, kind=job.kind, status=job.status,
+            progress=round(ended / total, 4) if total else 1.0, files_total=total,
+            files_by_status=by_status, ingested=job.n_ingested, unchanged=job.n_unchanged,
+            replaced=job.n_replaced, failed=job.n_failed, chunks=job.n_chunks, error=job.error,
+            cancel_requested=job.cancel_requested, retry_of=job.retry_of,
+            retried_by=job.retried_by, created_at=job.started_at, finished_at=job.finished_at,
+            files=None if files is None else [JobFilePublic.of(f) for f in files],
+        )  # fmt: skip
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
 
 
 # -- API keys ---------------------------------------------------------------------------------

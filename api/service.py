@@ -17,6 +17,8 @@ from api.schemas import (
     DocumentsPublic,
     FlaggedChunkPublic,
     FlaggedChunksPublic,
+    JobPublic,
+    JobsPublic,
     PolicyPublic,
 )
 from core import repository
@@ -102,3 +104,41 @@ def flagged_chunks(
         rows = repository.flagged_chunks(s, col.id, check, limit)
         data = [FlaggedChunkPublic.of(c, d) for c, d in rows]
     return FlaggedChunksPublic(data=data, count=len(data))
+
+
+# -- ingestion jobs ---------------------------------------------------------------------------
+
+
+def get_job(platform: Platform, tenant: str, job_id: str, *, files: bool = True) -> JobPublic:
+    """The tenant's job (with its files); ``JobNotFound`` for another tenant's."""
+    with repository.read(platform.engine) as s:
+        job, col = repository.get_job(s, tenant, job_id)
+        by_status = repository.job_file_totals(s, job.id)["status"]
+        rows = repository.job_files(s, job.id) if files else None
+        return JobPublic.of(job, col.name, by_status, rows)
+
+
+def list_jobs(
+    platform: Platform,
+    tenant: str,
+    *,
+    collection: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> JobsPublic:
+    """The tenant's jobs, newest first (without their files)."""
+    with repository.read(platform.engine) as s:
+        data = [
+            JobPublic.of(job, name, repository.job_file_totals(s, job.id)["status"])
+            for job, name in repository.list_jobs(
+                s, tenant, collection=collection, status=status, limit=limit
+            )
+        ]
+    return JobsPublic(data=data, count=len(data))
+
+
+def has_gate(platform: Platform, key: CollectionKey) -> bool:
+    """Whether changes to the collection go through its gate suite (evals.gate)."""
+    with repository.read(platform.engine) as s:
+        row = repository.find_collection(s, key)
+        return row is not None and bool(row.gate)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -148,12 +149,28 @@ class ChunkRow(Base):
 
 
 class IngestionJobRow(Base):
+    """An ingestion: a synchronous pipeline call ("sync"), or a job run by a worker over
+    its files ("upload": spooled uploads; "paths": files on disk), with one
+    ``IngestionJobFileRow`` per file. The tenant is the collection's."""
+
     __tablename__ = "ingestion_jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     collection_id: Mapped[str] = mapped_column(String(32), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running|done|failed
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pending|running|done|failed|cancelled ("done" may hold failed files: see n_failed)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    kind: Mapped[str] = mapped_column(String(20), default="sync", server_default="sync")
+    # how to ingest: {"metadata": {...}, "source_prefix": str, "jsonl": {...}}
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # the worker running it ("host:pid:token") and when it last said so: a restart
+    # resumes jobs whose worker is gone
+    owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    retry_of: Mapped[str | None] = mapped_column(String(32), default=None)
+    retried_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)  # created (queued) at
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     n_inputs: Mapped[int] = mapped_column(Integer, default=0)
     n_ingested: Mapped[int] = mapped_column(Integer, default=0)
@@ -162,6 +179,37 @@ class IngestionJobRow(Base):
     n_failed: Mapped[int] = mapped_column(Integer, default=0)
     n_chunks: Mapped[int] = mapped_column(Integer, default=0)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IngestionJobFileRow(Base):
+    """One file of a job: where its bytes are, what became of it and how long it took."""
+
+    __tablename__ = "ingestion_job_files"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("ingestion_jobs.id", ondelete="CASCADE"), index=True
+    )
+    ordinal: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(1000))  # the document source (upload: its name)
+    # "paths": the file on disk; "upload": the spooled copy, relative to the spool folder
+    path: Mapped[str] = mapped_column(String(2000))
+    # pending|running|done|failed|cancelled|retried (handed to the job in retried_by)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    outcome: Mapped[str | None] = mapped_column(String(20), default=None)  # ingested|…|mixed
+    document_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    n_documents: Mapped[int] = mapped_column(Integer, default=0)
+    n_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    # a file of several documents (JSONL): each document's outcome (capped)
+    outcomes: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class ApiKeyRow(Base):

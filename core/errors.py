@@ -93,6 +93,26 @@ class EvalRunNotFound(NotFound):
     code = "eval_run_not_found"
 
 
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class JobRunning(RagError):
+    """The job has not ended (a retry needs an ended job)."""
+
+    code = "job_running"
+    http_status = 409
+    exit_code = 4
+
+
+class NothingToRetry(RagError):
+    """A retry of a job that has no failed or cancelled file left to retry."""
+
+    code = "nothing_to_retry"
+    http_status = 409
+    exit_code = 4
+
+
 class CollectionEmpty(RagError):
     code = "collection_empty"
     http_status = 409

@@ -35,11 +35,18 @@ from core.db import (
     DocumentRow,
     EvalCaseRow,
     EvalRunRow,
+    IngestionJobFileRow,
     IngestionJobRow,
 )
 from core.db import new_id as new_id  # re-exported: callers make ids with the rows
 from core.db import utcnow as utcnow
-from core.errors import ApiKeyNotFound, CollectionNotFound, DocumentNotFound, EvalRunNotFound
+from core.errors import (
+    ApiKeyNotFound,
+    CollectionNotFound,
+    DocumentNotFound,
+    EvalRunNotFound,
+    JobNotFound,
+)
 from core.types import VERSION_MARK, CollectionKey, Filter, MetadataValue, require_key
 
 _IN_BATCH = 500  # ids per IN (...) list
@@ -525,6 +532,8 @@ def delete_collection_rows(s: Session, collection_id: str) -> None:
     """Delete a collection with its documents, chunks and ingestion jobs."""
     s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
     s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
+    jobs = select(IngestionJobRow.id).where(IngestionJobRow.collection_id == collection_id)
+    s.execute(delete(IngestionJobFileRow).where(IngestionJobFileRow.job_id.in_(jobs)))
     s.execute(delete(IngestionJobRow).where(IngestionJobRow.collection_id == collection_id))
     s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
 
@@ -599,6 +608,169 @@ def finish_job(s: Session, job_id: str, *, failed: bool, **counts: Any) -> None:
         .where(IngestionJobRow.id == job_id)
         .values(status="failed" if failed else "done", finished_at=utcnow(), **counts)
     )
+
+
+# Jobs run by a worker (ingest.jobs): their files, state, owner and cancel requests.
+
+JOB_ACTIVE = ("pending", "running")
+
+
+def add_job(
+    s: Session,
+    collection_id: str,
+    *,
+    kind: str,
+    options: Mapping[str, Any],
+    files: Sequence[Mapping[str, Any]],
+    job_id: str | None = None,
+    retry_of: str | None = None,
+) -> str:
+    """Record a pending job with its files (each: source, path, and optionally status,
+    error, error_code, size_bytes); returns its id."""
+    row = IngestionJobRow(
+        id=job_id or new_id(),
+        collection_id=collection_id,
+        status="pending",
+        kind=kind,
+        options=dict(options),
+        n_inputs=len(files),
+        retry_of=retry_of,
+    )
+    s.add(row)
+    s.flush()
+    if files:
+        s.execute(
+            insert(IngestionJobFileRow),
+            [
+                {"id": new_id(), "job_id": row.id, "ordinal": i, "status": "pending", **f}
+                for i, f in enumerate(files)
+            ],
+        )
+    return row.id
+
+
+def get_job(s: Session, tenant: str, job_id: str) -> tuple[IngestionJobRow, CollectionRow]:
+    """The tenant's job and its collection; ``JobNotFound`` for an unknown id or another
+    tenant's job (the same message either way)."""
+    found = s.execute(
+        select(IngestionJobRow, CollectionRow)
+        .join(CollectionRow, CollectionRow.id == IngestionJobRow.collection_id)
+        .where(IngestionJobRow.id == job_id, CollectionRow.tenant == tenant)
+    ).first()
+    if found is None:
+        raise JobNotFound(f"ingestion job '{job_id}' does not exist (see `rag jobs list`)")
+    return found[0], found[1]
+
+
+def job_by_id(s: Session, job_id: str) -> IngestionJobRow | None:
+    """A job by its id, any tenant's (the worker, which was handed the id)."""
+    return s.get(IngestionJobRow, job_id)
+
+
+def list_jobs(
+    s: Session,
+    tenant: str,
+    *,
+    collection: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[tuple[IngestionJobRow, str]]:
+    """The tenant's jobs (with their collection's name), newest first; hidden collection
+    versions (a gate's candidates) are left out."""
+    stmt = (
+        select(IngestionJobRow, CollectionRow.name)
+        .join(CollectionRow, CollectionRow.id == IngestionJobRow.collection_id)
+        .where(CollectionRow.tenant == tenant, ~CollectionRow.name.contains(VERSION_MARK))
+        .order_by(IngestionJobRow.started_at.desc(), IngestionJobRow.id.desc())
+        .limit(limit)
+    )
+    if collection is not None:
+        stmt = stmt.where(CollectionRow.name == collection)
+    if status is not None:
+        stmt = stmt.where(IngestionJobRow.status == status)
+    return [(job, name) for job, name in s.execute(stmt).all()]
+
+
+def active_jobs(s: Session) -> Sequence[IngestionJobRow]:
+    """Worker jobs pending or running (any tenant's), oldest first."""
+    return s.scalars(
+        select(IngestionJobRow)
+        .where(IngestionJobRow.status.in_(JOB_ACTIVE), IngestionJobRow.kind != "sync")
+        .order_by(IngestionJobRow.started_at, IngestionJobRow.id)
+    ).all()
+
+
+def claim_job(s: Session, job_id: str, owner: str, *, previous_owner: str | None) -> bool:
+    """Take a pending job, or a running one whose worker (``previous_owner``) is gone, for
+    ``owner``: a compare-and-set, so two workers never both run it."""
+    stmt = (
+        update(IngestionJobRow)
+        .where(IngestionJobRow.id == job_id, IngestionJobRow.status.in_(JOB_ACTIVE))
+        .values(status="running", owner=owner, heartbeat_at=utcnow())
+    )
+    if previous_owner is None:
+        stmt = stmt.where(IngestionJobRow.owner.is_(None))
+    else:
+        stmt = stmt.where(IngestionJobRow.owner == previous_owner)
+    return s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def update_job(s: Session, job_id: str, **columns: Any) -> None:
+    s.execute(update(IngestionJobRow).where(IngestionJobRow.id == job_id).values(**columns))
+
+
+def job_cancel_requested(s: Session, job_id: str) -> bool:
+    stmt = select(IngestionJobRow.cancel_requested).where(IngestionJobRow.id == job_id)
+    return bool(s.scalar(stmt))
+
+
+def job_files(
+    s: Session, job_id: str, statuses: Sequence[str] | None = None
+) -> Sequence[IngestionJobFileRow]:
+    """A job's files in order (only those in ``statuses`` when given)."""
+    stmt = select(IngestionJobFileRow).where(IngestionJobFileRow.job_id == job_id)
+    if statuses is not None:
+        stmt = stmt.where(IngestionJobFileRow.status.in_(statuses))
+    return s.scalars(stmt.order_by(IngestionJobFileRow.ordinal)).all()
+
+
+def update_job_files(s: Session, changes: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk update by primary key: each mapping holds ``id`` and the columns to set."""
+    if changes:
+        s.execute(update(IngestionJobFileRow), list(changes))
+
+
+def set_job_files_status(s: Session, job_id: str, old: Sequence[str], new: str) -> int:
+    """Every file of the job in one of the ``old`` statuses gets ``new``; returns how many."""
+    result = s.execute(
+        update(IngestionJobFileRow)
+        .where(IngestionJobFileRow.job_id == job_id, IngestionJobFileRow.status.in_(old))
+        .values(status=new)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def job_file_totals(s: Session, job_id: str) -> dict[str, dict[str, int]]:
+    """A job's files counted by status and by outcome, with the chunks written."""
+    by_status: dict[str, int] = {}
+    by_outcome: dict[str, int] = {}
+    chunks = 0
+    rows = s.execute(
+        select(
+            IngestionJobFileRow.status,
+            IngestionJobFileRow.outcome,
+            func.count(),
+            func.coalesce(func.sum(IngestionJobFileRow.n_chunks), 0),
+        )
+        .where(IngestionJobFileRow.job_id == job_id)
+        .group_by(IngestionJobFileRow.status, IngestionJobFileRow.outcome)
+    ).all()
+    for status, outcome, n, c in rows:
+        by_status[status] = by_status.get(status, 0) + int(n)
+        if outcome is not None:
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
+        chunks += int(c)
+    return {"status": by_status, "outcome": by_outcome, "chunks": {"chunks": chunks}}
 
 
 def collection_by_id(s: Session, collection_id: str) -> CollectionRow | None:

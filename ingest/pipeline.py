@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -117,17 +117,52 @@ class _Prepared:
         return counts or None
 
 
+@dataclass(frozen=True, slots=True)
+class JobInput:
+    """One file of a job: its bytes on disk and the source it is ingested as (an upload:
+    the name it was uploaded with, cleaned as any upload's)."""
+
+    key: str  # the job file's id
+    path: Path
+    source: str
+    upload: bool
+
+
+class JobTracker(Protocol):
+    """Told what happens to each file of ``IngestPipeline.ingest_job``; asked, between
+    files, whether to stop (a cancel, a shutdown)."""
+
+    def started(self, key: str) -> None:
+        """The file is being read."""
+
+    def read(self, key: str, n_inputs: int) -> None:
+        """The file gave ``n_inputs`` documents or failures (outcomes may come first)."""
+
+    def outcome(self, key: str, outcome: IngestOutcome) -> None:
+        """One of the file's documents is ingested, unchanged, replaced or failed."""
+
+    def stopping(self) -> bool:
+        """True: read no further file (those read are finished consistently)."""
+
+
 class _Job:
     """Outcomes of one call, in input order, reported as they happen."""
 
-    def __init__(self, on_progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        on_progress: ProgressCallback | None,
+        on_indexed: Callable[[int, IngestOutcome], None] | None = None,
+    ) -> None:
         self._on_progress = on_progress
+        self._on_indexed = on_indexed
         self.outcomes: dict[int, IngestOutcome] = {}
 
     def record(self, index: int, outcome: IngestOutcome) -> None:
         self.outcomes[index] = outcome
         if self._on_progress is not None:
             self._on_progress(outcome)
+        if self._on_indexed is not None:
+            self._on_indexed(index, outcome)
 
     def fail(self, index: int, source: str, error: BaseException) -> None:
         if isinstance(error, RagError):  # its message names the input already
@@ -223,6 +258,42 @@ class IngestPipeline:
     ) -> IngestReport:
         """Ingest in-memory files (REST uploads): (file name, raw bytes) pairs."""
         return self._run(collection, self._file_inputs(files), metadata, on_progress)
+
+    def ingest_job(
+        self,
+        collection: CollectionKey,
+        job_id: str,
+        files: Iterable[JobInput],
+        tracker: JobTracker,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        jsonl: JsonlFields | None = None,
+    ) -> IngestReport:
+        """Ingest a job's files (``ingest.jobs``), telling ``tracker`` what becomes of each;
+        the job's row already exists and is left for the caller to close. Stops between
+        files when ``tracker.stopping()``; files already read are finished (documents of
+        one group are written, indexed and marked ready together)."""
+        fields = jsonl or JsonlFields()
+        owner: dict[int, str] = {}  # input index -> the file it came from
+
+        def inputs() -> Iterator[_Input]:
+            n = 0
+            for f in files:
+                if tracker.stopping():
+                    return
+                tracker.started(f.key)
+                count = 0
+                for item in self._job_file_inputs(f, fields):
+                    owner[n] = f.key
+                    n += 1
+                    count += 1
+                    yield item
+                tracker.read(f.key, count)
+
+        def indexed(index: int, outcome: IngestOutcome) -> None:
+            tracker.outcome(owner.pop(index), outcome)
+
+        return self._run(collection, inputs(), metadata, None, job_id=job_id, on_indexed=indexed)
 
     def delete_document(self, collection: CollectionKey, document_id: str) -> None:
         """Delete a document: its SQL rows first, then its chunks from the indexes."""
@@ -343,18 +414,37 @@ class IngestPipeline:
             if not path.exists():
                 yield _Input(str(given), error=PathNotFound(f"{given}: no such file or directory"))
                 continue
-            for file, relative in _walk(path):
+            for file, relative in walk(path):
                 source = f"{prefix}/{relative}" if prefix else relative
-                if file.suffix.lower() in JSONL_EXTENSIONS:
-                    yield from _jsonl_inputs(
-                        source,
-                        partial(iter_jsonl_documents, file, fields, max_line_bytes=max_bytes),
-                    )
-                    continue
-                try:
-                    yield _Input(source, doc=load_path(file, source, **self._limits()))
-                except Exception as e:
-                    yield _Input(source, error=e)
+                yield from self._one_path_inputs(file, source, fields, max_bytes)
+
+    def _one_path_inputs(
+        self, file: Path, source: str, fields: JsonlFields, max_bytes: int
+    ) -> Iterator[_Input]:
+        if file.suffix.lower() in JSONL_EXTENSIONS:
+            yield from _jsonl_inputs(
+                source,
+                partial(iter_jsonl_documents, file, fields, max_line_bytes=max_bytes),
+            )
+            return
+        try:
+            yield _Input(source, doc=load_path(file, source, **self._limits()))
+        except Exception as e:
+            yield _Input(source, error=e)
+
+    def _job_file_inputs(self, f: JobInput, fields: JsonlFields) -> Iterator[_Input]:
+        """A job file's inputs: a spooled upload as any upload, a path as ``ingest_paths``
+        reads a file of a folder (under the source recorded when the job was made)."""
+        if not f.path.is_file():
+            what = "the spooled copy of the upload" if f.upload else "the file"
+            missing = PathNotFound(f"{f.source}: {what} is gone ({f.path})")
+            yield _Input(f.source, error=missing)
+            return
+        if f.upload:
+            # at most one byte past the limit was spooled: the loader refuses it by size
+            yield from self._file_inputs([(f.source, f.path.read_bytes())])
+            return
+        yield from self._one_path_inputs(f.path, f.source, fields, self._settings.max_file_bytes)
 
     def _limits(self) -> dict[str, Any]:
         """The loaders' size limits from the ingest settings."""
@@ -403,23 +493,31 @@ class IngestPipeline:
         inputs: Iterable[_Input],
         metadata: Mapping[str, Any] | None,
         on_progress: ProgressCallback | None,
+        *,
+        job_id: str | None = None,
+        on_indexed: Callable[[int, IngestOutcome], None] | None = None,
     ) -> IngestReport:
+        """One call; with ``job_id`` the job row is the caller's (made and closed by it)."""
         require_key(collection)
         caller_meta = dict(metadata or {})
+        own_job = job_id is None
         with self._lock:
             self._check_model_length()
             with repository.write(self._engine) as s:
                 collection_id = repository.get_or_create_collection(s, collection).id
-                job_id = repository.start_job(s, collection_id)
+                if job_id is None:
+                    job_id = repository.start_job(s, collection_id)
                 self._policy = repository.get_policy(s, collection_id)
-            job = _Job(on_progress)
+            job = _Job(on_progress, on_indexed)
             self._group_size = self._group_chunks
             try:
                 self._ingest(collection_id, inputs, caller_meta, job)
             except BaseException as e:
-                self._finish_job(job_id, job, failed=e)
+                if own_job:
+                    self._finish_job(job_id, job, failed=e)
                 raise
-            self._finish_job(job_id, job)
+            if own_job:
+                self._finish_job(job_id, job)
             return IngestReport(collection=collection.name, job_id=job_id, outcomes=job.ordered())
 
     def _ingest(
@@ -763,7 +861,7 @@ class IngestPipeline:
             n[o.status] += 1
         summary: dict[str, Any] = {
             "outcomes": [
-                {k: v for k, v in _outcome_dict(o).items() if v is not None}
+                {k: v for k, v in outcome_dict(o).items() if v is not None}
                 for o in outcomes[:_SUMMARY_LIMIT]
             ]
         }
@@ -813,7 +911,7 @@ def _fatal(error: Exception) -> bool:
     return isinstance(error, RagError) and not isinstance(error, IngestError)
 
 
-def _outcome_dict(o: IngestOutcome) -> dict[str, Any]:
+def outcome_dict(o: IngestOutcome) -> dict[str, Any]:
     return {
         "source": o.source,
         "status": o.status,
@@ -841,7 +939,7 @@ def check_source_prefix(prefix: str) -> str:
     return "/".join(parts)
 
 
-def _walk(path: Path) -> Iterator[tuple[Path, str]]:
+def walk(path: Path) -> Iterator[tuple[Path, str]]:
     """(file, source) for a file, or every non-hidden file under a folder, sorted."""
     if not path.is_dir():
         yield path, path.name

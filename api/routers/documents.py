@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -20,8 +20,12 @@ from api.schemas import (
     DocumentsPublic,
     ErrorResponse,
     IngestReportPublic,
+    JobPublic,
 )
+from core import repository
 from core.errors import InvalidRequest
+from core.types import CollectionKey
+from ingest.jobs import Upload
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -41,8 +45,13 @@ def delete_collection(key: CollectionDep, platform: PlatformDep) -> None:
 
 @router.post(
     "/collections/{name}/documents",
-    response_model=IngestReportPublic,
+    status_code=202,
+    response_model=JobPublic,
     responses={
+        200: {
+            "model": IngestReportPublic,
+            "description": "?wait=true, or a collection with a gate: the finished report",
+        },
         409: {"description": "the collection's gate suite failed: nothing changed"},
         413: {"description": "every file is over the size limit"},
         415: {"description": "no file of the upload has a supported type"},
@@ -56,7 +65,13 @@ async def upload_documents(
     metadata: Annotated[
         str | None, Form(description="JSON object stored with every uploaded document")
     ] = None,
+    wait: Annotated[
+        bool, Query(description="wait for the job to end and answer its report (200)")
+    ] = False,
 ) -> Any:
+    """Spool the files to disk, record an ingestion job and answer 202 with it (follow it
+    at /v1/jobs/{id}); ``?wait=true`` answers the finished report instead. A collection
+    with a gate ingests synchronously (the change goes live only if its suite passes)."""
     settings = platform.settings
     most = settings.api.max_files_per_upload
     if len(files) > most:
@@ -69,21 +84,56 @@ async def upload_documents(
             raise InvalidRequest(f"metadata is not valid JSON: {e}") from e
         if not isinstance(meta, dict):
             raise InvalidRequest("metadata must be a JSON object")
-    # Read at most one byte past the limit: enough for the loader to refuse an oversize
-    # file without holding all of it in memory.
+    # Keep at most one byte past the limit: enough for the loader to refuse an oversize
+    # file without holding all of it.
     limit = settings.ingest.max_file_bytes
-    payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
-    from evals.gate import gated_change
+    if await run_in_threadpool(service.has_gate, platform, key):
+        payload = [(f.filename or "upload", await f.read(limit + 1)) for f in files]
+        from evals.gate import gated_change
 
-    outcome = await run_in_threadpool(
-        gated_change,
-        platform,
-        key,
-        lambda k: platform.ingest.ingest_files(payload, k, metadata=meta),
-    )
-    body = IngestReportPublic.of(outcome.result)
-    if not outcome.accepted:
-        return _refused(outcome, body.model_dump(mode="json"))
+        outcome = await run_in_threadpool(
+            gated_change,
+            platform,
+            key,
+            lambda k: platform.ingest.ingest_files(payload, k, metadata=meta),
+        )
+        if not outcome.accepted:
+            return _refused(outcome, IngestReportPublic.of(outcome.result).model_dump(mode="json"))
+        return _report(IngestReportPublic.of(outcome.result))
+    job_id = await run_in_threadpool(_spool_job, platform, key, files, limit + 1, meta)
+    if not wait:
+        platform.jobs.submit(job_id)
+        job = await run_in_threadpool(service.get_job, platform, key.tenant, job_id, files=False)
+        return JSONResponse(
+            status_code=202,
+            content=job.model_dump(mode="json"),
+            headers={"Location": f"/v1/jobs/{job_id}"},
+        )
+    # run it in this request's thread unless the worker took it first (the pipeline
+    # ingests one job at a time either way)
+    if not await run_in_threadpool(platform.jobs.run, job_id):
+        await run_in_threadpool(platform.jobs.wait, key.tenant, job_id)
+    report = await run_in_threadpool(platform.jobs.report, key.tenant, job_id)
+    return _report(IngestReportPublic.of(report))
+
+
+def _spool_job(
+    platform: Any, key: CollectionKey, files: list[UploadFile], limit: int, meta: dict[str, Any]
+) -> str:
+    """Each upload copied to the spool folder (streamed, at most ``limit`` bytes), then
+    the pending job recorded over them."""
+    runner = platform.jobs
+    job_id = repository.new_id()
+    uploads = []
+    for n, f in enumerate(files):
+        spooled = runner.spool(job_id, n, f.file, limit)
+        uploads.append(Upload(f.filename or "upload", spooled.path, spooled.size_bytes))
+    return str(runner.create_upload_job(key, job_id, uploads, metadata=meta))
+
+
+def _report(body: IngestReportPublic) -> Any:
+    """200 with the report; when no file could be ingested, the status of their failure
+    (415, 413…; 422 when they differ) with the report."""
     if body.failed and body.failed == len(body.results):
         statuses = {_status_of(o.error_code) for o in body.results}
         status = statuses.pop() if len(statuses) == 1 else 422
@@ -98,7 +148,7 @@ async def upload_documents(
                 "report": body.model_dump(mode="json"),
             },
         )
-    return body
+    return JSONResponse(status_code=200, content=body.model_dump(mode="json"))
 
 
 def _status_of(error_code: str | None) -> int:

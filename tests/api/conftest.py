@@ -47,7 +47,7 @@ class TenantClient:
 
     def upload(self, collection: str, files: dict[str, str]) -> Response:
         return self.post(
-            f"/v1/collections/{collection}/documents",
+            f"/v1/collections/{collection}/documents?wait=true",
             files=[("files", (n, t.encode(), "text/plain")) for n, t in files.items()],
         )
 

@@ -235,7 +235,7 @@ def test_uploaded_file_names_are_cleaned(world: World) -> None:
         ("\u200b\u202e", b"A name with nothing visible."),
     ]
     r = world.alpha.post(
-        "/v1/collections/names/documents",
+        "/v1/collections/names/documents?wait=true",
         files=[("files", (n, data, "text/plain")) for n, data in files],
     )
     assert r.status_code == 200, r.text

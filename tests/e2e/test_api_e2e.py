@@ -54,7 +54,7 @@ DOCX = (
 
 def upload(client: TestClient, files: list[tuple[str, bytes, str]], collection: str = COL):
     return client.post(
-        f"/v1/collections/{collection}/documents",
+        f"/v1/collections/{collection}/documents?wait=true",
         files=[("files", (name, data, mime)) for name, data, mime in files],
     )
 
