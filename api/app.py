@@ -5,8 +5,8 @@
         client.post("/v1/query", json={"question": "…"})
 
 Every /v1 route acts for the caller's tenant (api.deps.get_caller): with
-``api.auth_required`` a request needs an API key; ``/healthz``, ``/metrics``, ``/`` and
-``/docs`` stay open and show no tenant's data.
+``api.auth_required`` a request needs an API key; ``/healthz``, ``/readyz``, ``/metrics``,
+``/`` and ``/docs`` stay open and show no tenant's data.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
+from api.observability import RequestContext
 from api.platform import Platform
-from api.routers import checks, documents, evals, jobs, query
+from api.readiness import Readiness
+from api.routers import checks, documents, evals, jobs, openai_compat, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import RagError, Unauthorized
@@ -87,11 +89,25 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     app.include_router(evals.router, **v1)
     app.include_router(checks.router, **v1)
     app.include_router(jobs.router, **v1)
+    app.include_router(openai_compat.router, **v1)
+    # request ids, one JSON log line and the metrics of every request (api.observability)
+    app.add_middleware(RequestContext)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         repository.ping(platform.engine)
         return {"status": "ok", "database": platform.engine.dialect.name}
+
+    readiness = Readiness(platform)
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
+    def readyz() -> JSONResponse:
+        """Ready for queries: database, indexes, models loaded, LLM backend, background
+        thread; 503 naming each check that fails (it never waits for a model to load)."""
+        ok, checks_ = readiness.check()
+        failing = [name for name, c in checks_.items() if not c["ok"]]
+        body = {"status": "ready" if ok else "not_ready", "failing": failing, "checks": checks_}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics() -> Response:

@@ -679,12 +679,22 @@ def keys_revoke(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default: settings)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: settings)")] = None,
+    log_format: Annotated[
+        str, typer.Option(help="json: one JSON object per log line (request id, tenant, "
+                          "route, status, timings); text: uvicorn's plain lines")
+    ] = "json",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
 ) -> None:
     """Serve the REST API (/docs) and the web page (/)."""
     import uvicorn
 
     from api.app import create_app
+    from api.observability import configure_logging
 
+    if log_format not in ("json", "text"):
+        raise typer.BadParameter("use json or text", param_hint="--log-format")
+    if log_format == "json":
+        configure_logging(log_level.upper())
     settings = _settings()
     application = create_app(settings, warm_up=True)
     keys = (
@@ -696,7 +706,16 @@ def serve(
         f"serving on http://{host or settings.api.host}:{port or settings.api.port} "
         f"(API docs at /docs; {keys})"
     )
-    uvicorn.run(application, host=host or settings.api.host, port=port or settings.api.port)
+    # json: keep the handlers configure_logging installed (uvicorn's own config would
+    # replace them) and leave the access line to api.observability
+    as_json = log_format == "json"
+    uvicorn.run(
+        application,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_config=None if as_json else uvicorn.config.LOGGING_CONFIG,
+        access_log=not as_json,
+    )
 
 
 # The batch evaluation run and content-check commands live in their own modules;

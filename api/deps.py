@@ -10,6 +10,7 @@ from fastapi import BackgroundTasks, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Caller
+from api.observability import set_tenant
 from api.platform import Platform
 from core.settings import Settings
 from core.types import COLLECTION_NAME_RULE, CollectionKey
@@ -46,6 +47,7 @@ def get_caller(
 ) -> Caller:
     """Who the request acts as; 401 for a missing (when required), unknown or revoked key."""
     caller = platform.auth.authenticate(request.headers.get("authorization"), x_api_key)
+    set_tenant(caller.tenant)  # the request's log line names it
     if caller.key_id is not None:
         background.add_task(platform.auth.touch, caller.key_id)
     return caller

@@ -9,3 +9,20 @@ QUERY_LATENCY = Histogram(
     "rag_query_seconds", "Question latency, retrieval and generation",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
+
+# Every route, streamed responses counted when their last byte is sent (api.observability).
+# ``route`` is the path template (/v1/collections/{name}/documents), never the raw path.
+HTTP_REQUESTS = Counter(
+    "rag_http_requests_total", "HTTP requests by route template, method and status",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "rag_http_request_seconds", "HTTP request latency to the response's last byte",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+TOKENS = Counter("rag_llm_tokens_total", "LLM tokens of answered questions", ["kind"])
+STAGE_LATENCY = Histogram(
+    "rag_stage_seconds", "Latency of a query stage (retrieve, generate)", ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+)

@@ -46,6 +46,8 @@ class Platform:
         self._lock = threading.RLock()
         self._started = False
         self._background: ThreadPoolExecutor | None = None
+        # set once warm_up has loaded both models (what /readyz reads; it loads nothing)
+        self.models_loaded = threading.Event()
 
     # -- stages (built on first use) ---------------------------------------------------
 
@@ -233,3 +235,19 @@ class Platform:
         """Load the embedding model and the LLM now rather than on the first request."""
         self.embedder.warm_up()
         self.llm.warm_up()
+        self.models_loaded.set()
+
+    @property
+    def started(self) -> bool:
+        """Whether ``startup`` has made the indexes agree with SQL."""
+        return self._started
+
+    def background_alive(self) -> bool | None:
+        """Whether the background thread (eval runs over REST) can run work; None when
+        none was started yet."""
+        with self._lock:
+            background = self._background
+        if background is None:
+            return None
+        threads: set[threading.Thread] = getattr(background, "_threads", set())  # no public API
+        return not threads or any(t.is_alive() for t in threads)

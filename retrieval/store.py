@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -257,6 +257,23 @@ class IndexStore:
         """The chunk ids one of the collection's indexes holds."""
         entry = self._entry(collection_id)
         return entry.sparse.ids() if index == "sparse" else entry.dense.ids()
+
+    def loaded_state(self) -> dict[str, dict[str, Any]]:
+        """The indexes in memory now, per collection id (loads nothing, reads no file):
+        chunks in each, parts that need a rebuild, and whether a write is in progress
+        (counts may then differ for a moment). For health checks."""
+        with self._guard:
+            entries = dict(self._entries)
+            busy = {cid for cid, n in self._deferred.items() if n > 0}
+        return {
+            cid: {
+                "sparse": len(e.sparse),
+                "dense": len(e.dense),
+                "broken": sorted(e.broken),
+                "busy": cid in busy or bool(e.pending),
+            }
+            for cid, e in entries.items()
+        }
 
     def collections_on_disk(self) -> list[str]:
         if not self.index_dir.exists():

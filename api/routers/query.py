@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import PlatformDep, TenantDep, collection_key
 from api.metrics import QUERIES, QUERY_LATENCY
+from api.observability import record_answer, record_stage
 from api.schemas import (
     ErrorResponse,
     QueryRequest,
@@ -46,6 +47,7 @@ def query(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> dict[s
             sampling=req.sampling.to_core(settings.llm),
         )
         outcome = "abstained" if answer.abstained else "answered"
+        record_answer(answer)
         return answer_to_dict(answer)
     finally:
         QUERIES.labels(outcome=outcome).inc()
@@ -68,6 +70,7 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
         try:
             for item in events:
                 if isinstance(item, Answer):
+                    record_answer(item)
                     yield f"event: answer\ndata: {json.dumps(answer_to_dict(item))}\n\n"
                 else:
                     yield f"event: token\ndata: {json.dumps(item)}\n\n"
@@ -92,7 +95,9 @@ def retrieve(req: RetrieveRequest, platform: PlatformDep, tenant: TenantDep) -> 
         ),
         method=req.method,
     )
+    retrieve_ms = (time.perf_counter() - start) * 1000
+    record_stage("retrieve", retrieve_ms)
     return {
         "chunks": [retrieved_to_dict(sc, with_text=True) for sc in chunks],
-        "timings_ms": {"retrieve": round((time.perf_counter() - start) * 1000, 2)},
+        "timings_ms": {"retrieve": round(retrieve_ms, 2)},
     }
