@@ -224,7 +224,7 @@ class ScreenedChunk:
 class Screened:
     """A question or an answer after its checks: the text to use, a verdict per check that
     ran, and the strongest action taken (``BLOCK`` / ``ABSTAIN`` / ``REDACT`` / ``WARN``,
-    None when nothing was found) with its reason."""
+    None when nothing was found) with every finding as the reason (the strongest's first)."""
 
     text: str
     verdicts: tuple[Verdict, ...] = ()
@@ -411,8 +411,11 @@ class Screen:
                     taken = Action.BLOCK if stage is Stage.QUESTION else Action.ABSTAIN
             detail = f"{f.summary()}; policy {check.name}.{stage.value}={action.value}"
             verdicts.append(Verdict(name, False, detail, round(1 - f.score, 4)))
+            found = f"{check.name}: {f.summary()}"
             if outcome is None or _SEVERITY[taken] > _SEVERITY[outcome]:
-                reason = f"{check.name}: {f.summary()}"
+                reason = f"{found}; {reason}" if reason else found  # the strongest first
+            else:
+                reason = f"{reason}; {found}"
             outcome = _stronger(outcome, taken)
         CHECK_SECONDS.labels(stage.value).observe(time.perf_counter() - t0)
         return Screened(text, tuple(verdicts), tuple(findings), outcome, reason)
