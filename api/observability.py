@@ -14,6 +14,7 @@ request in /metrics.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -116,12 +117,13 @@ class RequestContext:
         state = _RequestState(rid)
         token = _current.set(state)
         status = 500
+        started = False
         start = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, started = int(message["status"]), True
                 headers = [(k, v) for k, v in message.get("headers", ()) if k != _HEADER_KEY]
                 headers.append((_HEADER_KEY, rid.encode("latin-1")))
                 message = {**message, "headers": headers}
@@ -129,6 +131,13 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # An unhandled error: answer 500 here, with the id the client can report (the
+            # server's error middleware outside only logs it once a response has started).
+            if not started:
+                await send_with_id(_internal_error(rid))
+                await send({"type": "http.response.body", "body": _internal_error_body(rid)})
+            raise
         finally:
             elapsed = time.perf_counter() - start
             route = _route_template(scope)
@@ -149,6 +158,23 @@ class RequestContext:
                 extra["tokens"] = dict(state.tokens)
             access_log.info("%s %s %s", method, route, status, extra=extra)
             _current.reset(token)
+
+
+def _internal_error_body(rid: str) -> bytes:
+    message = f"internal error; quote request id {rid} when reporting it"
+    return json.dumps({"error": {"code": "internal_error", "message": message}}).encode()
+
+
+def _internal_error(rid: str) -> Message:
+    body = _internal_error_body(rid)
+    return {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("latin-1")),
+        ],
+    }
 
 
 class RequestIdFilter(logging.Filter):

@@ -242,12 +242,18 @@ class Platform:
         """Whether ``startup`` has made the indexes agree with SQL."""
         return self._started
 
-    def background_alive(self) -> bool | None:
-        """Whether the background thread (eval runs over REST) can run work; None when
-        none was started yet."""
+    def workers(self) -> dict[str, bool]:
+        """The background threads started so far, and whether each still runs: the
+        ingestion jobs worker (``startup(run_jobs=True)``) and the eval-run thread."""
+        out: dict[str, bool] = {}
+        jobs = self.__dict__.get("jobs")
+        # neither JobRunner nor ThreadPoolExecutor says whether its thread lives
+        job_thread: threading.Thread | None = getattr(jobs, "_thread", None)
+        if job_thread is not None:
+            out["ingest_jobs"] = job_thread.is_alive()
         with self._lock:
             background = self._background
-        if background is None:
-            return None
-        threads: set[threading.Thread] = getattr(background, "_threads", set())  # no public API
-        return not threads or any(t.is_alive() for t in threads)
+        if background is not None:
+            threads: set[threading.Thread] = getattr(background, "_threads", set())
+            out["eval_runs"] = not threads or any(t.is_alive() for t in threads)
+        return out

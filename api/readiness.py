@@ -3,7 +3,8 @@
 ``/healthz`` says the process is up; ``/readyz`` says a load balancer may send it
 queries: the database answers, the start-up index repair ran and the indexes in memory
 are intact, both models are loaded, the LLM backend is reachable, and the background
-thread (if one was started) is alive. A check that fails names what is not ready.
+threads (the ingestion jobs worker, the eval-run thread, once started) are alive. A
+check that fails names what is not ready.
 
 Models load in ``Platform.warm_up`` (``rag serve`` runs it at start-up). When they are
 not loaded yet the first ``/readyz`` starts that warm-up on a thread of its own and
@@ -113,7 +114,10 @@ class Readiness:
         return True, f"{base} reachable ({resp.status_code})"
 
     def _background(self) -> tuple[bool, str]:
-        alive = self.platform.background_alive()
-        if alive is None:
+        workers = self.platform.workers()
+        if not workers:
             return True, "none started"
-        return alive, "alive" if alive else "the background thread has stopped"
+        stopped = [name for name, alive in workers.items() if not alive]
+        if stopped:
+            return False, "stopped: " + ", ".join(stopped)
+        return True, "alive: " + ", ".join(workers)

@@ -78,6 +78,7 @@ def test_readyz_loads_nothing_itself_and_turns_ready(world: tuple[TestClient, st
         "background_worker",
     }
     assert all(c["ok"] for c in body["checks"].values())
+    assert body["checks"]["background_worker"]["detail"] == "alive: ingest_jobs"
     assert client.get("/healthz").status_code == 200
 
 
@@ -198,3 +199,20 @@ def test_metrics_count_every_route_by_template(world: tuple[TestClient, str]) ->
     ):
         assert family in text
     assert "/v1/collections/docs/documents" not in text  # raw paths are no label
+
+
+def test_an_unhandled_error_is_a_500_with_the_request_id(tmp_path: Path) -> None:
+    app = create_app(api_settings(tmp_path / "data"))
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    before = _sample("rag_http_requests_total", method="GET", route="/boom", status="500")
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.get("/boom", headers={"X-Request-ID": "bug-7"})
+    assert r.status_code == 500 and r.headers["x-request-id"] == "bug-7"
+    assert r.json()["error"]["code"] == "internal_error" and "bug-7" in r.json()["error"]["message"]
+    assert _sample("rag_http_requests_total", method="GET", route="/boom", status="500") == (
+        before + 1
+    )
