@@ -183,6 +183,7 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id()
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured copy
         return True
 
 
@@ -190,9 +191,10 @@ def json_formatter() -> JsonFormatter:
     """One JSON object per line: time, level, logger, message, request id, and whatever
     ``extra`` fields the record has (the access line's route, status, timings…)."""
     return JsonFormatter(
-        "{asctime}{levelname}{name}{message}{request_id}",
+        "{levelname}{name}{message}{request_id}",
         style="{",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",  # ISO 8601, UTC
     )
 
 
