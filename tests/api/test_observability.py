@@ -216,3 +216,29 @@ def test_an_unhandled_error_is_a_500_with_the_request_id(tmp_path: Path) -> None
     assert _sample("rag_http_requests_total", method="GET", route="/boom", status="500") == (
         before + 1
     )
+
+
+@pytest.mark.slow
+def test_a_streamed_query_is_counted_with_its_tokens_and_stages(
+    world: tuple[TestClient, str], log_lines: io.StringIO
+) -> None:
+    client, secret = world
+    route = {"method": "POST", "route": "/v1/query/stream", "status": "200"}
+    before = _sample("rag_http_requests_total", **route)
+    tokens = _sample("rag_llm_tokens_total", kind="completion")
+    generate = _sample("rag_stage_seconds_count", stage="generate")
+    r = client.post(
+        "/v1/query/stream",
+        json={"question": "What is reciprocal rank fusion?", "collection": "docs"},
+        headers={**bearer(secret), "X-Request-ID": "stream-1"},
+    )
+    assert r.status_code == 200 and r.headers["x-request-id"] == "stream-1"
+    answer = json.loads(r.text.split("event: answer\ndata: ", 1)[1].split("\n", 1)[0])
+    assert _sample("rag_http_requests_total", **route) == before + 1
+    completion = answer["usage"]["completion_tokens"]
+    assert completion > 0
+    assert _sample("rag_llm_tokens_total", kind="completion") == tokens + completion
+    assert _sample("rag_stage_seconds_count", stage="generate") == generate + 1
+    line = next(x for x in _records(log_lines) if x.get("request_id") == "stream-1")
+    assert line["route"] == "/v1/query/stream" and line["tokens"]["completion"] == completion
+    assert line["stages_ms"]["generate"] > 0
