@@ -459,7 +459,7 @@ class _Tracker:
         self._counts: dict[str, int] = {}
         self._outcomes: dict[str, list[IngestOutcome]] = {}
         self._t0: dict[str, float] = {}
-        self._last_flush = time.monotonic()
+        self._last_flush = 0.0  # the first file's start is written at once
         self._last_cancel_check = 0.0
         self._cancel = False
 
@@ -477,6 +477,9 @@ class _Tracker:
         if self._on_progress is not None:
             self._on_progress(outcome)
         self._finish_if_done(key)
+
+    def writing(self) -> None:
+        self.flush(force=True)
 
     def stopping(self) -> bool:
         if self._runner._stop.is_set():

@@ -141,6 +141,10 @@ class JobTracker(Protocol):
     def outcome(self, key: str, outcome: IngestOutcome) -> None:
         """One of the file's documents is ingested, unchanged, replaced or failed."""
 
+    def writing(self) -> None:
+        """The documents read so far are about to be embedded and written (a long step:
+        a good moment to record which files are running)."""
+
     def stopping(self) -> bool:
         """True: read no further file (those read are finished consistently)."""
 
@@ -152,9 +156,11 @@ class _Job:
         self,
         on_progress: ProgressCallback | None,
         on_indexed: Callable[[int, IngestOutcome], None] | None = None,
+        on_write: Callable[[], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._on_indexed = on_indexed
+        self.on_write = on_write  # called before a group is embedded and written
         self.outcomes: dict[int, IngestOutcome] = {}
 
     def record(self, index: int, outcome: IngestOutcome) -> None:
@@ -293,7 +299,15 @@ class IngestPipeline:
         def indexed(index: int, outcome: IngestOutcome) -> None:
             tracker.outcome(owner.pop(index), outcome)
 
-        return self._run(collection, inputs(), metadata, None, job_id=job_id, on_indexed=indexed)
+        return self._run(
+            collection,
+            inputs(),
+            metadata,
+            None,
+            job_id=job_id,
+            on_indexed=indexed,
+            on_write=tracker.writing,
+        )
 
     def delete_document(self, collection: CollectionKey, document_id: str) -> None:
         """Delete a document: its SQL rows first, then its chunks from the indexes."""
@@ -496,6 +510,7 @@ class IngestPipeline:
         *,
         job_id: str | None = None,
         on_indexed: Callable[[int, IngestOutcome], None] | None = None,
+        on_write: Callable[[], None] | None = None,
     ) -> IngestReport:
         """One call; with ``job_id`` the job row is the caller's (made and closed by it)."""
         require_key(collection)
@@ -508,7 +523,7 @@ class IngestPipeline:
                 if job_id is None:
                     job_id = repository.start_job(s, collection_id)
                 self._policy = repository.get_policy(s, collection_id)
-            job = _Job(on_progress, on_indexed)
+            job = _Job(on_progress, on_indexed, on_write)
             self._group_size = self._group_chunks
             try:
                 self._ingest(collection_id, inputs, caller_meta, job)
@@ -632,6 +647,8 @@ class IngestPipeline:
         """
         group = list(group)
         texts = [d.text for p in group for d in p.drafts]
+        if job.on_write is not None:
+            job.on_write()
         t0 = time.perf_counter()
         try:
             vectors = self._embed(texts)
