@@ -253,8 +253,21 @@ class JobRunner:
             return
         self._stop.clear()
         _LIVE_OWNERS.add(self.owner)
+        self.sweep_spool()
         self._thread = threading.Thread(target=self._work, name="rag-ingest-jobs", daemon=True)
         self._thread.start()
+
+    def sweep_spool(self) -> int:
+        """Remove the spooled uploads of jobs that no longer exist (their collection was
+        deleted); returns how many folders went."""
+        if not self.spool_dir.is_dir():
+            return 0
+        folders = [p for p in self.spool_dir.iterdir() if p.is_dir()]
+        with repository.read(self._engine) as s:
+            gone = [p for p in folders if repository.job_by_id(s, p.name) is None]
+        for folder in gone:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(gone)
 
     def submit(self, job_id: str) -> None:
         """Tell the worker a job is waiting (it also finds it by itself within a poll)."""

@@ -77,8 +77,13 @@ def test_upload_answers_202_and_the_worker_ingests_each_file(api: TenantClient) 
     listed = api.get("/v1/jobs").json()
     assert [j["id"] for j in listed["data"]] == [job["id"]] and listed["data"][0]["files"] is None
     # the ingested files' spooled copies are gone; the failed one is kept for a retry
-    spool = Path(api.client.app.state.platform.settings.data_dir) / "spool" / job["id"]
+    platform = api.client.app.state.platform
+    spool = Path(platform.settings.data_dir) / "spool" / job["id"]
     assert [p.name for p in spool.iterdir()] == ["3"]
+    assert platform.jobs.sweep_spool() == 0  # its job exists: kept
+    assert api.delete("/v1/collections/docs").status_code == 204
+    assert api.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert platform.jobs.sweep_spool() == 1 and not spool.exists()
 
 
 def test_wait_true_answers_the_report(api: TenantClient) -> None:
