@@ -50,7 +50,8 @@ WORDS = [
 
 
 def _text(n: int, size: int) -> bytes:
-    words, i = [], n
+    words: list[str] = []
+    i = n
     while sum(len(w) + 1 for w in words) < size:
         words.append(WORDS[(i * 7 + len(words) * 3) % len(WORDS)])
         i += 1
