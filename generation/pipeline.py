@@ -8,21 +8,24 @@ sentence → output guards → Answer (or an honest abstention naming the closes
     pipeline = QueryPipeline(retriever, llm, GroundedPromptBuilder(...), embedder,
                              settings.guards, sampling_from_settings(settings.llm))
     answer = pipeline.answer("Who won Super Bowl 50?", "default", top_k=5)
-    for piece in pipeline.stream("Who won?", "default"):
-        ...  # str pieces of the raw model text, then the final Answer
+    for item in pipeline.stream("Who won?", "default"):
+        ...  # Progress events, then str pieces of the final answer's text, then the Answer
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from core.errors import QuestionRefused
 from core.settings import GuardSettings, LLMSettings
 from core.types import (
     Answer,
     CollectionKey,
+    Completion,
     Filter,
     Prompt,
     PromptStyle,
@@ -87,17 +90,23 @@ class _Context:
     views: AnswerViews | None = None
     reason: str | None = None  # why the path abstains before retrieval (question policy)
 
-    @property
-    def hold_stream(self) -> bool:
-        """True when the model's raw text must not reach the client as it comes: the
-        sources hold flagged instructions, or the policy may withhold or mask the answer."""
-        if self.views is not None and self.views.flagged_texts:
-            return True
-        pol = self.policy
-        banned = bool(pol.banned.phrases or pol.banned.topics)
-        return pol.pii.answers is Action.REDACT or (
-            banned and pol.banned.answers is not Action.ALLOW
-        )
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A stage of a streamed answer: "retrieved" (``detail``: chunks), "generating",
+    "verifying"."""
+
+    stage: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+_PIECE_RE = re.compile(r"\S+\s*|\s+")
+
+
+def text_pieces(text: str) -> list[str]:
+    """``text`` as word pieces (each word with the space after it); they join to
+    ``text`` exactly."""
+    return _PIECE_RE.findall(text)
 
 
 ComposerFor = Callable[[CollectionKey], AnswerComposer]
@@ -161,12 +170,14 @@ class QueryPipeline:
         if ctx.prompt is None:
             return self._abstain(ctx, Usage(), 0.0, "")
         t = time.perf_counter()
-        if ctx.prompt.style is PromptStyle.CHAT:
-            completion = self.llm.chat(ctx.prompt.messages, ctx.params)
-        else:
-            completion = self.llm.complete(ctx.prompt.text, ctx.params)
+        completion = self._generate(ctx.prompt, ctx.params)
         generate_ms = (time.perf_counter() - t) * 1000
         return self._finish(ctx, completion.text, completion.usage, generate_ms)
+
+    def _generate(self, prompt: Prompt, params: SamplingParams) -> Completion:
+        if prompt.style is PromptStyle.CHAT:
+            return self.llm.chat(prompt.messages, params)
+        return self.llm.complete(prompt.text, params)
 
     def stream(
         self,
@@ -176,31 +187,30 @@ class QueryPipeline:
         top_k: int = 5,
         filter: Filter | None = None,
         sampling: SamplingParams | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yields the model's raw text pieces as they come, then the final ``Answer``.
+    ) -> Iterator[Progress | str | Answer]:
+        """Yields ``Progress`` events while it retrieves, generates and verifies, then the
+        final answer's text in word pieces, then the ``Answer``.
 
-        The final answer's text differs from the streamed pieces (composed from source
-        sentences, attributed, or replaced by an abstention): show ``Answer.text`` at the
-        end. Input errors and missing collections raise before the first piece.
+        Only what the answer says is streamed: the pieces join to ``Answer.text`` exactly
+        (the model's raw output, which verification may replace, is never sent). Input
+        errors and missing collections raise before the first item.
         """
         ctx = self._prepare(question, collection, top_k, filter, sampling)
         return self._stream(ctx)
 
-    def _stream(self, ctx: _Context) -> Iterator[str | Answer]:
+    def _stream(self, ctx: _Context) -> Iterator[Progress | str | Answer]:
+        yield Progress("retrieved", {"chunks": len(ctx.retrieved)})
         if ctx.prompt is None:
-            yield self._abstain(ctx, Usage(), 0.0, "")
-            return
-        t = time.perf_counter()
-        pieces: list[str] = []
-        hold = ctx.hold_stream
-        for piece in self.llm.stream(ctx.prompt, ctx.params):
-            pieces.append(piece)
-            if not hold:
-                yield piece
-        generate_ms = (time.perf_counter() - t) * 1000
-        text = "".join(pieces)
-        usage = Usage(ctx.prompt.prompt_tokens, self.llm.count_tokens(text) if text else 0)
-        yield self._finish(ctx, text, usage, generate_ms)
+            answer = self._abstain(ctx, Usage(), 0.0, "")
+        else:
+            yield Progress("generating")
+            t = time.perf_counter()
+            completion = self._generate(ctx.prompt, ctx.params)
+            generate_ms = (time.perf_counter() - t) * 1000
+            yield Progress("verifying")
+            answer = self._finish(ctx, completion.text, completion.usage, generate_ms)
+        yield from text_pieces(answer.text)
+        yield answer
 
     # -- stages -----------------------------------------------------------------------
 

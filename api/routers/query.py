@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from core.errors import RagError
 from core.types import Answer, Query
+from generation.pipeline import Progress
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
@@ -56,7 +57,9 @@ def query(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> dict[s
 
 @router.post("/query/stream", responses=_ERRORS)
 def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> StreamingResponse:
-    """The same as /v1/query as server-sent events: `token` events, then one `answer` event."""
+    """The same as /v1/query as server-sent events: `stage` events while it retrieves,
+    generates and verifies, then `token` events carrying the final answer's text (they
+    join to the answer's `answer` field exactly), then one `answer` event."""
     settings = platform.settings
     events = platform.query.stream(
         req.question,
@@ -72,6 +75,9 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
                 if isinstance(item, Answer):
                     record_answer(item)
                     yield f"event: answer\ndata: {json.dumps(answer_to_dict(item))}\n\n"
+                elif isinstance(item, Progress):
+                    stage = {"stage": item.stage, **item.detail}
+                    yield f"event: stage\ndata: {json.dumps(stage)}\n\n"
                 else:
                     yield f"event: token\ndata: {json.dumps(item)}\n\n"
         except RagError as e:

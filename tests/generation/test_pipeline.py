@@ -26,7 +26,7 @@ from generation.citations import split_sentences
 from generation.compose import QUESTION_FEATURES, AnswerComposer
 from generation.guards import ABSTAIN_TEXT
 from generation.linear import LinearModel
-from generation.pipeline import QueryPipeline, sampling_from_settings
+from generation.pipeline import Progress, QueryPipeline, sampling_from_settings
 from tests.generation.fixtures_answer import (
     builder,
     chunks,
@@ -286,20 +286,28 @@ def test_headings_titles_and_fragments_are_never_the_answer() -> None:
     assert all(s.text[0].isupper() and len(s.text.split()) >= 4 for s in answer.sentences)
 
 
-def test_stream_yields_pieces_then_the_answer() -> None:
+def test_stream_yields_stages_then_the_final_texts_pieces_then_the_answer() -> None:
     pipe, _, _ = make(f"{GOLD} [2]")
     items = list(pipe.stream(QUESTION, K("docs")))
-    assert all(isinstance(p, str) for p in items[:-1]) and len(items) > 2
+    stages = [i.stage for i in items if isinstance(i, Progress)]
+    assert stages == ["retrieved", "generating", "verifying"]
+    pieces = [i for i in items if isinstance(i, str)]
     final = items[-1]
-    assert isinstance(final, Answer)
+    assert isinstance(final, Answer) and len(pieces) > 2
+    assert "".join(pieces) == final.text  # only what the answer says is streamed
     assert final.short_answer == GOLD and GOLD in final.text and "[2]" in final.text
     assert final.usage.completion_tokens == 3  # "Larry Ellison [2]", counted by the LLM
+    assert final.text == pipe.answer(QUESTION, K("docs")).text
 
 
-def test_stream_abstains_without_pieces() -> None:
-    pipe, _, _ = make(GOLD, sources=chunks([PARA], dense=0.0))
+def test_stream_abstains_with_the_abstention_as_its_text() -> None:
+    pipe, llm, _ = make(GOLD, sources=chunks([PARA], dense=0.0))
     items = list(pipe.stream(QUESTION, K("docs")))
-    assert len(items) == 1 and isinstance(items[0], Answer) and items[0].abstained
+    final = items[-1]
+    assert isinstance(final, Answer) and final.abstained
+    assert "".join(i for i in items if isinstance(i, str)) == final.text
+    assert [i.stage for i in items if isinstance(i, Progress)] == ["retrieved"]
+    assert llm.calls == []
 
 
 def test_errors_propagate_before_generation() -> None:
