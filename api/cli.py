@@ -102,6 +102,18 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def id_table(*headers: str) -> Table:
+    """A table whose "id" column is never cut or wrapped (ids are copied into other
+    commands); at 80 columns the other columns give way."""
+    table = Table()
+    for h in headers:
+        if h == "id":
+            table.add_column(h, no_wrap=True, min_width=32)
+        else:
+            table.add_column(h)
+    return table
+
+
 @app.callback()
 def _root(
     data_dir: Annotated[
@@ -357,7 +369,7 @@ def docs_list(
     if as_json:
         _print_json(docs.model_dump(mode="json"))
         return
-    table = Table("id", "source", "type", "version", "status", "chunks", "bytes", "flagged")
+    table = id_table("id", "source", "type", "version", "status", "chunks", "bytes", "flagged")
     for d in docs.data:
         table.add_row(
             d.id,

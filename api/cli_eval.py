@@ -25,6 +25,7 @@ from api.cli import (
     collections_app,
     err,
     eval_app,
+    id_table,
     out,
 )
 from core.errors import InvalidRequest
@@ -135,15 +136,13 @@ def eval_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Stored runs, newest first."""
-    from rich.table import Table
-
     from evals.run_store import list_runs
 
     rows = list_runs(_platform(start=False).engine, tenant, limit)
     if as_json:
         _print_json({"data": rows, "count": len(rows)})
         return
-    table = Table("id", "suite", "target", "status", "passed", "rate", "started")
+    table = id_table("id", "suite", "target", "status", "passed", "rate", "started")
     for r in rows:
         rate = "-" if r["pass_rate"] is None else f"{r['pass_rate']:.1%}"
         table.add_row(

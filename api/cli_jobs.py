@@ -27,6 +27,7 @@ from api.cli import (
     _State,
     app,
     err,
+    id_table,
     out,
 )
 
@@ -61,7 +62,7 @@ def jobs_list(
     if as_json:
         _print_json(jobs.model_dump(mode="json"))
         return
-    table = Table("id", "collection", "kind", "status", "files", "ingested", "failed", "created")
+    table = id_table("id", "collection", "kind", "status", "files", "ingested", "failed", "created")
     for j in jobs.data:
         table.add_row(
             j.id, escape(j.collection), j.kind, _status(j.status),

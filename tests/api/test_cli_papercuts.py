@@ -1,0 +1,48 @@
+"""Papercuts a new user meets in the `rag` command line (issue 11), through typer's
+CliRunner on a real data folder."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def test_ids_are_whole_at_80_columns(rag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag docs list` / `rag jobs list` at 80 columns show every id whole, and the id
+    copied from the table deletes the document."""
+    monkeypatch.setenv("COLUMNS", "80")
+    docs = tmp_path / "in"
+    docs.mkdir()
+    (docs / "a-rather-long-file-name-for-a-narrow-terminal.txt").write_text(
+        "The acme warehouse closes at six on Fridays."
+    )
+    rag("ingest", str(docs), "-c", "narrow")
+    listed = json.loads(rag("docs", "list", "-c", "narrow", "--json").stdout)["data"]
+    table = rag("docs", "list", "-c", "narrow").stdout
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert ID.findall(table) == [listed[0]["id"]]
+    jobs = json.loads(rag("jobs", "list", "--json").stdout)["data"]
+    jobs_table = rag("jobs", "list").stdout
+    assert max(len(line) for line in jobs_table.splitlines()) <= 80
+    assert set(ID.findall(jobs_table)) == {j["id"] for j in jobs}
+    rag("docs", "delete", ID.findall(table)[0], "-c", "narrow")
+    assert json.loads(rag("docs", "list", "-c", "narrow", "--json").stdout)["data"] == []
+
+
+def test_id_table_keeps_the_id_column_whole() -> None:
+    from rich.console import Console
+
+    from api.cli import id_table
+
+    table = id_table("id", "suite", "target", "status", "passed", "rate", "started")
+    table.add_row("ab" * 16, "evals/suites/" + "x" * 40, "collection " * 4, "done", "9/10",
+                  "90.0%", "2026-12-02 17:00:00")  # fmt: skip
+    console = Console(width=80, record=True)
+    with console.capture() as cap:
+        console.print(table)
+    assert "ab" * 16 in cap.get()
