@@ -170,13 +170,14 @@ def ingest(
     """Ingest files and folders as a job recorded in SQL (`rag jobs list`); prints per
     file: ingested / unchanged / replaced / failed. A collection with a gate is ingested
     through its gate suite instead (no job)."""
-    from api.service import has_gate
+    from api.service import collection_exists, discard_refused, has_gate
     from ingest.jsonl import JsonlFields
 
     platform = _platform()
     name = _ref(collection, tenant, platform.settings)
     fields = JsonlFields(id_field=id_field, text_field=text_field, title_field=title_field)
     gated = has_gate(platform, name)
+    existed = collection_exists(platform, name)
     job_id = None
     if not gated:
         job_id = platform.jobs.create_path_job(
@@ -221,6 +222,7 @@ def ingest(
         if job_id is not None:  # run it here; Ctrl-C cancels it (`rag jobs retry` resumes)
             platform.jobs.run(job_id, on_progress=on_progress)
             report = platform.jobs.report(name.tenant, job_id)
+            discard_refused(platform, name, existed, report)  # no empty collection left
         else:
             outcome = gated_change(
                 platform,

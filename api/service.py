@@ -137,6 +137,19 @@ def list_jobs(
     return JobsPublic(data=data, count=len(data))
 
 
+def collection_exists(platform: Platform, key: CollectionKey) -> bool:
+    with repository.read(platform.engine) as s:
+        return repository.find_collection(s, key) is not None
+
+
+def discard_refused(platform: Platform, key: CollectionKey, existed: bool, report: Any) -> None:
+    """A refused upload (no file ingested, ``report`` an ``IngestReport``) into a collection
+    that did not exist before it leaves no empty collection behind (nor its job record)."""
+    if existed or any(o.status != "failed" for o in report.outcomes):
+        return
+    platform.ingest.drop_if_unused(key)
+
+
 def has_gate(platform: Platform, key: CollectionKey) -> bool:
     """Whether changes to the collection go through its gate suite (evals.gate)."""
     with repository.read(platform.engine) as s:

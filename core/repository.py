@@ -538,6 +538,24 @@ def delete_collection_rows(s: Session, collection_id: str) -> None:
     s.execute(delete(CollectionRow).where(CollectionRow.id == collection_id))
 
 
+def collection_unused(s: Session, collection_id: str) -> bool:
+    """Whether a collection holds no document and no pending or running job."""
+    docs = s.scalar(
+        select(func.count())
+        .select_from(DocumentRow)
+        .where(DocumentRow.collection_id == collection_id)
+    )
+    jobs = s.scalar(
+        select(func.count())
+        .select_from(IngestionJobRow)
+        .where(
+            IngestionJobRow.collection_id == collection_id,
+            IngestionJobRow.status.in_(JOB_ACTIVE),
+        )
+    )
+    return not docs and not jobs
+
+
 def collection_counts(s: Session, tenant: str | None) -> tuple[dict[str, int], dict[str, int]]:
     """(documents, chunks) per collection id, of one tenant (None: every tenant's)."""
 

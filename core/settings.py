@@ -35,6 +35,9 @@ class IngestSettings(BaseModel):
     # max_zip_ratio times its compressed size (zip bombs).
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1)
     max_zip_ratio: float = Field(100.0, ge=1.0)
+    # Text under an extension no loader reads (.log, .py, none) is refused naming the
+    # supported ones; True reads it as plain text.
+    unknown_as_text: bool = False
     embed_batch_size: int = Field(64, ge=1)
     # A sentence-transformers folder; None means the bundled all-MiniLM-L6-v2.
     embedding_model_path: str | None = None

@@ -329,6 +329,21 @@ class IngestPipeline:
                 repository.delete_collection_rows(s, collection_id)
             self._indexer.drop_collection(collection_id)
 
+    def drop_if_unused(self, collection: CollectionKey) -> bool:
+        """Delete the collection (with its job records) when it holds no document and no
+        job is pending or running in it: what a refused upload into a collection it
+        created leaves behind. Returns whether it went."""
+        require_key(collection)
+        with self._lock:
+            with repository.write(self._engine) as s:
+                row = repository.find_collection(s, collection)
+                if row is None or not repository.collection_unused(s, row.id):
+                    return False
+                collection_id = row.id
+                repository.delete_collection_rows(s, collection_id)
+            self._indexer.drop_collection(collection_id)
+        return True
+
     def rescan(self, collection: CollectionKey) -> dict[str, Any]:
         """Run the document-stage content checks again over a collection's stored chunks
         with its current policy: flags replaced, text redacted where the policy now says
@@ -461,12 +476,13 @@ class IngestPipeline:
         yield from self._one_path_inputs(f.path, f.source, fields, self._settings.max_file_bytes)
 
     def _limits(self) -> dict[str, Any]:
-        """The loaders' size limits from the ingest settings."""
+        """The loaders' size limits (and ``unknown_as_text``) from the ingest settings."""
         st = self._settings
         return {
             "max_bytes": st.max_file_bytes,
             "max_unzipped_bytes": st.max_unzipped_bytes,
             "max_zip_ratio": st.max_zip_ratio,
+            "unknown_as_text": st.unknown_as_text,
         }
 
     def _file_inputs(self, files: Sequence[tuple[str, bytes]]) -> Iterator[_Input]:

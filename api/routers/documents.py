@@ -100,6 +100,7 @@ async def upload_documents(
         if not outcome.accepted:
             return _refused(outcome, IngestReportPublic.of(outcome.result).model_dump(mode="json"))
         return _report(IngestReportPublic.of(outcome.result))
+    existed = await run_in_threadpool(service.collection_exists, platform, key)
     job_id = await run_in_threadpool(_spool_job, platform, key, files, limit + 1, meta)
     if not wait:
         platform.jobs.submit(job_id)
@@ -114,6 +115,8 @@ async def upload_documents(
     if not await run_in_threadpool(platform.jobs.run, job_id):
         await run_in_threadpool(platform.jobs.wait, key.tenant, job_id)
     report = await run_in_threadpool(platform.jobs.report, key.tenant, job_id)
+    # a refused upload leaves no empty collection behind (with 202 the job keeps it)
+    await run_in_threadpool(service.discard_refused, platform, key, existed, report)
     return _report(IngestReportPublic.of(report))
 
 

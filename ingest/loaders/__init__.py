@@ -64,6 +64,7 @@ def load_path(
     max_bytes: int,
     max_unzipped_bytes: int = _DEFAULTS.max_unzipped_bytes,
     max_zip_ratio: float = _DEFAULTS.max_zip_ratio,
+    unknown_as_text: bool = _DEFAULTS.unknown_as_text,
 ) -> ParsedDocument:
     """Read and parse one file; its size is checked before it is read."""
     try:
@@ -87,6 +88,7 @@ def load_path(
         max_bytes=max_bytes,
         max_unzipped_bytes=max_unzipped_bytes,
         max_zip_ratio=max_zip_ratio,
+        unknown_as_text=unknown_as_text,
     )
 
 
@@ -97,16 +99,17 @@ def load_bytes(
     max_bytes: int,
     max_unzipped_bytes: int = _DEFAULTS.max_unzipped_bytes,
     max_zip_ratio: float = _DEFAULTS.max_zip_ratio,
+    unknown_as_text: bool = _DEFAULTS.unknown_as_text,
 ) -> ParsedDocument:
     """Parse a file's raw bytes. ``source`` names it in errors and in the document.
 
     The limits are ``ingest.max_file_bytes``, ``ingest.max_unzipped_bytes`` and
     ``ingest.max_zip_ratio``; a zip-based format is checked against the last two before
-    it is parsed.
+    it is parsed. ``unknown_as_text`` is ``ingest.unknown_as_text``.
     """
     _check_size(source, len(data), max_bytes)
     sha = hashlib.sha256(data).hexdigest()
-    media_type = detect_media_type(data, source)
+    media_type = detect_media_type(data, source, unknown_as_text=unknown_as_text)
     loader = LOADERS[media_type]
     if loader.kind == "zip":
         check_archive(data, source, max_unzipped_bytes=max_unzipped_bytes, max_ratio=max_zip_ratio)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import io
 import zipfile
+from pathlib import PurePath
 
 from core.errors import CorruptDocument, UnsupportedFormat
 from ingest.loaders._encoding import has_bom
@@ -21,8 +22,11 @@ _UNSUPPORTED_ZIP_KINDS = (
 )
 
 
-def detect_media_type(data: bytes, source: str) -> str:
-    """The media type from the content first, the extension of ``source`` second."""
+def detect_media_type(data: bytes, source: str, *, unknown_as_text: bool = False) -> str:
+    """The media type from the content first, the extension of ``source`` second.
+
+    Text under an extension no loader reads (or none) is refused naming the supported
+    ones, unless ``unknown_as_text`` (``ingest.unknown_as_text``): then it is plain text."""
     loaders = list(LOADERS.values())
     for loader in loaders:
         if loader.kind == "binary" and loader.sniff is not None and loader.sniff(data):
@@ -41,7 +45,15 @@ def detect_media_type(data: bytes, source: str) -> str:
                 f"supported: {SUPPORTED_LIST}"
             )
     if by_ext is None:
-        return TEXT  # unknown extension, decodable text: read it as plain text
+        if unknown_as_text:
+            return TEXT  # unknown extension, decodable text: read it as plain text
+        suffix = PurePath(source).suffix
+        what = f"the extension {suffix!r}" if suffix else "a file without an extension"
+        raise UnsupportedFormat(
+            f"{source}: {what} is not a supported format; supported: {SUPPORTED_LIST} "
+            "(to read such text files as plain text, set ingest.unknown_as_text, "
+            "RAG_INGEST__UNKNOWN_AS_TEXT=true)"
+        )
     if by_ext.kind != "text":
         raise CorruptDocument(f"{source}: not a valid {by_ext.label} ({by_ext.not_valid_hint})")
     return by_ext.media_type

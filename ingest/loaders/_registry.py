@@ -36,7 +36,9 @@ BY_EXTENSION: dict[str, Loader] = {
     ext: loader for loader in LOADERS.values() for ext in loader.extensions
 }
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(BY_EXTENSION)
-SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+# .jsonl/.ndjson are corpora (one document per line, ``ingest.jsonl``), not a loader's format,
+# yet a file ingested under those names is read: the list a refusal names includes them.
+SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS | {".jsonl", ".ndjson"}))
 
 
 def loader_for_extension(source: str) -> Loader | None:

@@ -46,3 +46,40 @@ def test_id_table_keeps_the_id_column_whole() -> None:
     with console.capture() as cap:
         console.print(table)
     assert "ab" * 16 in cap.get()
+
+
+def test_a_refused_upload_leaves_no_empty_collection(tmp_path: Path) -> None:
+    """Issue 11: `?wait=true` with no ingestible file answers 415 naming the supported
+    extensions (.jsonl too) and leaves no new collection; an existing collection stays."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.api.conftest import TenantClient, api_settings
+
+    with TestClient(create_app(api_settings(tmp_path / "data"))) as raw:
+        api = TenantClient(raw, None)
+        r = api.upload("fresh", {"server.log": "Plain words in a log file."})
+        assert r.status_code == 415, r.text
+        message = r.json()["error"]["message"]
+        assert "'.log' is not a supported format" in message and ".jsonl" in message
+        assert "ingest.unknown_as_text" in message
+        names = [c["name"] for c in api.get("/v1/collections").json()["data"]]
+        assert "fresh" not in names
+        assert api.upload("kept", {"a.txt": "The ferry leaves hourly."}).status_code == 200
+        assert api.upload("kept", {"b.log": "Refused words."}).status_code == 415
+        kept = {c["name"]: c for c in api.get("/v1/collections").json()["data"]}
+        assert kept["kept"]["documents"] == 1
+
+
+def test_cli_ingest_refuses_unknown_extensions_unless_opted_in(
+    rag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("The night shift restarts the pumps at three.")
+    r = rag("ingest", str(log), "-c", "logs", "--json", ok=False)
+    report = json.loads(r.stdout)
+    assert report["results"][0]["error_code"] == "unsupported_format"
+    assert json.loads(rag("collections", "list", "--json").stdout)["count"] == 0
+    monkeypatch.setenv("RAG_INGEST__UNKNOWN_AS_TEXT", "true")
+    report = json.loads(rag("ingest", str(log), "-c", "logs", "--json").stdout)
+    assert report["ingested"] == 1

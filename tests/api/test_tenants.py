@@ -242,8 +242,10 @@ def test_uploaded_file_names_are_cleaned(world: World) -> None:
     results = r.json()["results"]
     by_source = {o["source"]: o for o in results}
     assert by_source["notes.txt"]["status"] == "ingested"  # path parts dropped
-    # The bidi override is gone: the name shows as what it is (its text content is text).
+    # The bidi override is gone: the name shows as what it is, and an .exe is no text file
+    # (text under an unknown extension is refused unless ingest.unknown_as_text).
     assert "rtltxt.exe" in by_source and all("\u202e" not in o["source"] for o in results)
+    assert by_source["rtltxt.exe"]["error_code"] == "unsupported_format"
     unusable = [o for o in results if o["error"] and "is unusable" in o["error"]]
     assert len(unusable) == 1 and unusable[0]["status"] == "failed"
-    assert sources(world.alpha, "names") == {"notes.txt", "rtltxt.exe"}
+    assert sources(world.alpha, "names") == {"notes.txt"}

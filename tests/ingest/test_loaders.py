@@ -231,3 +231,17 @@ def test_wrong_content_for_pdf_or_docx_extension_is_corrupt() -> None:
 
 def test_supported_extensions() -> None:
     assert {".txt", ".md", ".html", ".htm", ".pdf", ".docx"} <= SUPPORTED_EXTENSIONS
+
+
+def test_text_under_an_unknown_extension_is_refused_unless_opted_in() -> None:
+    """Issue 11: a `.log` (or extensionless) text file is refused naming the supported
+    extensions (.jsonl too) and the setting that reads it as plain text."""
+    for name, what in (("server.log", "the extension '.log'"), ("NOTES", "without an extension")):
+        with pytest.raises(UnsupportedFormat) as e:
+            load_bytes(b"Plain words in a log file.", name, max_bytes=LIMIT)
+        message = e.value.message
+        assert message.startswith(f"{name}: ") and what in message
+        assert ".jsonl" in message and ".txt" in message and "ingest.unknown_as_text" in message
+    doc = load_bytes(b"Plain words in a log file.", "server.log", max_bytes=LIMIT,
+                     unknown_as_text=True)  # fmt: skip
+    assert doc.media_type == TEXT and doc.text == "Plain words in a log file."
