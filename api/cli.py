@@ -48,8 +48,26 @@ app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
 
+
+def _configured() -> Settings:
+    """The settings as configured now (environment), for the defaults --help shows; the
+    field defaults when the environment holds an invalid value (the command says so)."""
+    try:
+        return Settings()
+    except Exception:
+        return Settings.model_construct()
+
+
+_HELP_DEFAULTS = _configured()
+
 CollectionOpt = Annotated[
-    str | None, typer.Option("--collection", "-c", help="collection name (default: settings)")
+    str | None,
+    typer.Option(
+        "--collection",
+        "-c",
+        help=f"collection name (default: {_HELP_DEFAULTS.default_collection}, "
+        "from RAG_DEFAULT_COLLECTION)",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
@@ -321,7 +339,15 @@ def retrieve(
     query: Annotated[str, typer.Argument(help="the search text")],
     collection: CollectionOpt = None,
     tenant: TenantOpt = DEFAULT_TENANT,
-    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k",
+            "-k",
+            help=f"chunks shown (default: {_HELP_DEFAULTS.retrieval.top_k}, "
+            "from RAG_RETRIEVAL__TOP_K)",
+        ),
+    ] = None,
     method: Annotated[str, typer.Option(help="hybrid, bm25 or dense")] = "hybrid",
     as_json: JsonOpt = False,
 ) -> None:
@@ -522,8 +548,8 @@ def tune(
     dataset: Annotated[
         str,
         typer.Option(
-            help="labelled queries: scifact, squad or xquad; with --abstention: clapnq or a "
-            "JSONL file in ClapNQ's format"
+            help="labelled queries, required: scifact, squad or xquad; with --abstention "
+            "(optional there, default clapnq): clapnq or a JSONL file in ClapNQ's format"
         ),
     ] = "",
     split: Annotated[str | None, typer.Option(help="the labelled split (e.g. train)")] = None,
@@ -691,8 +717,14 @@ def keys_revoke(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address (default: settings)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default: settings)")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help=f"bind address (default: {_HELP_DEFAULTS.api.host}, from RAG_API__HOST)"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help=f"port (default: {_HELP_DEFAULTS.api.port}, from RAG_API__PORT)"),
+    ] = None,
     log_format: Annotated[
         str, typer.Option(help="json: one JSON object per log line (request id, tenant, "
                           "route, status, timings); text: uvicorn's plain lines")

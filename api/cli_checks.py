@@ -122,7 +122,9 @@ def docs_flagged(
     check: Annotated[
         str | None, typer.Option("--check", help="only this check's findings (injection, pii…)")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="at most this many flagged chunks")
+    ] = 100,
     tenant: TenantOpt = DEFAULT_TENANT,
     as_json: JsonOpt = False,
 ) -> None:
