@@ -467,7 +467,10 @@ def eval_retrieval(
     from evals.retrieval_eval import eval_collection_name, evaluate_retrieval, render_table
 
     collection = CollectionKey(tenant, eval_collection_name(_dataset_name(dataset)))
-    result = evaluate_retrieval(_platform(), dataset, split, collection=collection)
+    platform = _platform()
+    result = evaluate_retrieval(
+        platform, dataset, split, collection=collection, datasets_dir=platform.settings.datasets_dir
+    )
     if as_json:
         _print_json(result.to_json())
     else:
@@ -498,7 +501,10 @@ def eval_answers(
     """Answer quality and abstention: every question through the query path, one table."""
     from evals.answer_eval import evaluate_answers, load_answer_set, render_table
 
-    spec = load_answer_set(dataset, n=n, seed=seed, distractors=distractors)
+    datasets_dir = _settings().datasets_dir
+    spec = load_answer_set(
+        dataset, n=n, seed=seed, distractors=distractors, datasets_dir=datasets_dir
+    )
     platform = _platform()
     top_k = top_k or platform.settings.retrieval.top_k
     quiet = as_json
@@ -578,7 +584,10 @@ def tune(
     from evals.retrieval_eval import eval_collection_name
 
     target = CollectionKey(tenant, collection or eval_collection_name(_dataset_name(dataset)))
-    result = tune_fusion(_platform(), target, dataset, split)
+    platform = _platform()
+    result = tune_fusion(
+        platform, target, dataset, split, datasets_dir=platform.settings.datasets_dir
+    )
     if as_json:
         _print_json(result.to_json())
     else:
@@ -594,7 +603,9 @@ def _tune_abstention(
     from evals.answer_fit import render, tune_answer_models
     from evals.retrieval_eval import ensure_collection
 
-    aset = load_answer_set(dataset, require_passages=collection is None)
+    aset = load_answer_set(
+        dataset, require_passages=collection is None, datasets_dir=_settings().datasets_dir
+    )
     platform = _platform()
     if collection is None:  # the data set's own passages, ingested as `rag eval answers` does
         ref = CollectionKey(tenant, aset.collection)

@@ -342,10 +342,17 @@ def eval_make_suite(
     """Turn a public data set into a suite (and build its eval-<dataset> collection)."""
     from evals.make_suite import ensure_suite_collection, write_suite
 
-    suite = write_suite(output, dataset, n, seed, progress=lambda m: err.print(m))
+    platform = _platform(start=False)
+    datasets_dir = platform.settings.datasets_dir
+    suite = write_suite(output, dataset, n, seed, datasets_dir, progress=lambda m: err.print(m))
     if build:
+        platform.startup()
         key, built = ensure_suite_collection(
-            _platform(), dataset, tenant=tenant, progress=lambda m: err.print(m)
+            platform,
+            dataset,
+            tenant=tenant,
+            datasets_dir=datasets_dir,
+            progress=lambda m: err.print(m),
         )
         state = "built" if built else "already complete"
         err.print(f"collection {key.name}: {state}", highlight=False)

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     default_collection: str = "default"
+    # The public data sets (`rag eval`, `rag tune`): None finds ../shared/datasets from the
+    # working directory, else beside a source checkout (see ``default_datasets_dir``).
+    datasets_dir: Path | None = None
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
@@ -158,3 +161,33 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+
+def default_datasets_dir(configured: str | Path | None = None) -> Path:
+    """The data sets folder: ``configured`` (the ``datasets_dir`` setting,
+    ``RAG_DATASETS_DIR``) when given; else ``../shared/datasets`` from the working
+    directory when it exists; else the one beside the source checkout this code runs
+    from (after a non-editable ``pip install .`` there is none: the working directory's is
+    returned, and ``require_datasets_dir`` names the setting)."""
+    if configured is not None:
+        return Path(configured)
+    here = Path.cwd().parent / "shared" / "datasets"
+    if here.is_dir():
+        return here
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file():
+        return repo.parent / "shared" / "datasets"
+    return here
+
+
+def require_datasets_dir(root: Path) -> Path:
+    """``root`` when it exists; else ``PathNotFound`` naming the setting to set."""
+    if not root.exists():
+        from core.errors import PathNotFound
+
+        raise PathNotFound(
+            f"'{root}' does not exist (the data sets folder is the datasets_dir setting, "
+            "RAG_DATASETS_DIR: the folder that holds scifact/, squad-v1.1-dev/, xquad-en/, "
+            "clapnq-tune/…)"
+        )
+    return root

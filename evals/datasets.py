@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import InvalidRequest, PathNotFound
+from core.settings import default_datasets_dir as default_datasets_dir  # re-exported
+from core.settings import require_datasets_dir
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,10 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def default_datasets_dir() -> Path:
-    """``<repo>/../shared/datasets``: the shared data sits beside the project root."""
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
+def datasets_root(datasets_dir: str | Path | None) -> Path:
+    """The folder given, else the default one (``core.settings.default_datasets_dir``),
+    which must exist (``PathNotFound`` naming the ``datasets_dir`` setting)."""
+    return require_datasets_dir(default_datasets_dir(datasets_dir))
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -100,7 +103,7 @@ def load_dataset(
     """Load a named data set (scifact, squad, xquad) from the shared datasets folder."""
     spec = dataset_spec(name)
     split = resolve_split(name, split)
-    root = Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
+    root = datasets_root(datasets_dir)
     path = root / spec.path
     ds = load_beir(path, split) if spec.fmt == "beir" else load_squad(path)
     return RetrievalDataset(
@@ -251,7 +254,7 @@ def load_clapnq(datasets_dir: str | Path | None = None) -> list[AnswerCase]:
     that answers it), "id" (optional)}``, which has no passage. Bad lines raise
     ``InvalidRequest`` naming file and line.
     """
-    root = Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
+    root = datasets_root(datasets_dir)
     if root.is_file():
         files: list[tuple[Path, bool | None]] = [(root, None)]
     else:

@@ -41,7 +41,7 @@ from evals.answer_eval import load_answer_set
 from evals.datasets import (
     AnswerCase,
     dataset_spec,
-    default_datasets_dir,
+    datasets_root,
     load_dataset,
     resolve_split,
 )
@@ -190,7 +190,7 @@ def make_suite(
         suite = parse_suite(make_suite("clapnq", 60))
     """
     name = _name(dataset)
-    root = Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
+    root = datasets_root(datasets_dir)
     if name == "clapnq":
         aset = load_answer_set("clapnq", n=n, seed=seed, datasets_dir=root)
         cases, total = [_clapnq_case(c) for c in aset.cases], aset.n_total

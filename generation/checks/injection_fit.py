@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.settings import default_datasets_dir as default_datasets_dir  # re-exported
+from core.settings import require_datasets_dir
 from generation.checks.injection import (
     FEATURES,
     InjectionModels,
@@ -47,13 +49,8 @@ C = 0.5
 SEED = 13
 
 
-def default_datasets_dir() -> Path:
-    """``<repo>/../shared/datasets``."""
-    return Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
 def _root(datasets_dir: str | Path | None) -> Path:
-    return Path(datasets_dir) if datasets_dir is not None else default_datasets_dir()
+    return require_datasets_dir(default_datasets_dir(datasets_dir))
 
 
 # ---------------------------------------------------------------------------- data sets

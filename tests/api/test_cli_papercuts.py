@@ -122,3 +122,13 @@ def test_help_shows_the_configured_defaults_and_every_option_says_what_it_does(
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "default: handbook" in proc.stdout and "default: settings" not in proc.stdout
+
+
+def test_rag_eval_names_the_datasets_setting_when_the_folder_is_missing(
+    rag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.errors import PathNotFound
+
+    monkeypatch.setenv("RAG_DATASETS_DIR", str(tmp_path / "nowhere"))
+    r = rag("eval", "retrieval", "--dataset", "scifact", ok=False)
+    assert isinstance(r.exception, PathNotFound) and "RAG_DATASETS_DIR" in r.exception.message

@@ -106,3 +106,25 @@ def test_load_dataset_by_name(tmp_path: Path) -> None:
 def test_default_datasets_dir_is_beside_the_repo() -> None:
     root = Path(__file__).resolve().parents[2]
     assert default_datasets_dir() == root.parent / "shared" / "datasets"
+
+
+def test_the_datasets_dir_setting_and_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: after a non-editable install the data sets are found from the
+    ``datasets_dir`` setting (RAG_DATASETS_DIR), else ``../shared/datasets`` from the
+    working directory; a missing folder names the setting."""
+    from core.settings import Settings
+
+    shared = tmp_path / "shared" / "datasets"
+    shared.mkdir(parents=True)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    assert default_datasets_dir() == shared
+    monkeypatch.setenv("RAG_DATASETS_DIR", str(tmp_path / "elsewhere"))
+    configured = Settings().datasets_dir
+    assert configured == tmp_path / "elsewhere" and default_datasets_dir(configured) == configured
+    with pytest.raises(PathNotFound, match="RAG_DATASETS_DIR") as e:
+        load_dataset("scifact", None, datasets_dir=configured)
+    assert "datasets_dir" in e.value.message and "elsewhere" in e.value.message
+
