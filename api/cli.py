@@ -468,9 +468,33 @@ def eval_retrieval(
 
     collection = CollectionKey(tenant, eval_collection_name(_dataset_name(dataset)))
     platform = _platform()
-    result = evaluate_retrieval(
-        platform, dataset, split, collection=collection, datasets_dir=platform.settings.datasets_dir
-    )
+    quiet = as_json
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("", total=None, visible=False)
+
+        def on_message(message: str) -> None:
+            if not quiet:
+                bar.console.print(f"[dim]{message}[/]", highlight=False)
+
+        def on_ingested(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, visible=done < total)
+            step = max(1, total // 10)
+            if not quiet and not err.is_terminal and (done % step == 0 or done == total):
+                err.print(f"ingested {done}/{total}", highlight=False)
+
+        result = evaluate_retrieval(
+            platform, dataset, split, collection=collection,
+            datasets_dir=platform.settings.datasets_dir, progress=on_message,
+            on_ingested=on_ingested,
+        )  # fmt: skip
     if as_json:
         _print_json(result.to_json())
     else:

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 Hits = list[tuple[str, float]]
 Progress = Callable[[str], None]
+# (documents ingested so far, documents to ingest): called after each one while a data
+# set's collection is built
+IngestProgress = Callable[[int, int], None]
 
 # Columns of the table and keys of each method in the JSON, in order.
 TABLE_METRICS: tuple[str, ...] = ("ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10")
@@ -193,12 +196,14 @@ def ensure_collection(
     ds: RetrievalDataset,
     name: CollectionKey,
     progress: Progress | None = None,
+    on_ingested: IngestProgress | None = None,
 ) -> tuple[str, bool]:
     """Ingest the data set's corpus into ``name`` unless it already holds all of it,
     chunked and embedded as ``pipeline`` would (else the stale documents are re-indexed).
 
     Returns (collection id, whether anything was ingested). Re-ingesting is
-    idempotent: unchanged documents are skipped by the pipeline.
+    idempotent: unchanged documents are skipped by the pipeline. ``on_ingested`` hears
+    of each document ingested (done, total).
     """
     docs = {d: tx for d, tx in ds.corpus.items() if tx[0].strip() or tx[1].strip()}
     recipe = pipeline.recipe  # stale chunk settings or model: re-index
@@ -207,7 +212,7 @@ def ensure_collection(
         return state.collection_id, False
     if progress:
         progress(f"ingesting {len(docs)} documents of {ds.name} into '{name}'")
-    report = ingest_corpus(pipeline, docs, name)
+    report = ingest_corpus(pipeline, docs, name, on_ingested)
     state = collection_state(engine, name, list(docs), recipe)
     if state.collection_id is None or state.ready_sources != len(docs):
         failed = report.failed
@@ -220,10 +225,21 @@ def ensure_collection(
 
 
 def ingest_corpus(
-    pipeline: IngestPipeline, corpus: Mapping[str, tuple[str, str]], name: CollectionKey
+    pipeline: IngestPipeline,
+    corpus: Mapping[str, tuple[str, str]],
+    name: CollectionKey,
+    on_ingested: IngestProgress | None = None,
 ) -> IngestReport:
     """Send corpus entries through the pipeline's JSONL path (source = doc id)."""
     from ingest.jsonl import JsonlFields
+
+    done = 0
+
+    def on_progress(_outcome: Any) -> None:
+        nonlocal done
+        done += 1
+        if on_ingested is not None:
+            on_ingested(done, len(corpus))
 
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         path = Path(tmp) / "corpus.jsonl"
@@ -231,7 +247,7 @@ def ingest_corpus(
             for doc_id, (title, text) in corpus.items():
                 f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
         fields = JsonlFields(id_field="_id", text_field="text", title_field="title")
-        return pipeline.ingest_paths([path], name, jsonl=fields)
+        return pipeline.ingest_paths([path], name, jsonl=fields, on_progress=on_progress)
 
 
 def chunk_sources(engine: Engine, collection_id: str) -> dict[str, str]:
@@ -356,6 +372,7 @@ def evaluate_retrieval(
     progress: Progress | None = None,
     collection: CollectionKey | None = None,
     chunk_k: int | None = None,
+    on_ingested: IngestProgress | None = None,
 ) -> RetrievalEvalResult:
     """Build (or reuse) the data set's collection and score every method on ``split``.
 
@@ -364,7 +381,8 @@ def evaluate_retrieval(
     ``rag tune`` stored some, else the settings'. ``chunk_k`` chunks are asked per query
     (default ``retrieval.candidate_k``, so hybrid fuses exactly the platform's candidate
     lists); documents rank by their best chunk, so recall@100 counts the distinct
-    documents among those chunks.
+    documents among those chunks. ``progress`` hears what is being done,
+    ``on_ingested`` of each document while the collection is built.
     """
     settings = stages.settings
     split = resolve_split(dataset, split)
@@ -379,7 +397,7 @@ def evaluate_retrieval(
     pipeline = stages.ingest_with(eval_ingest_settings(settings, dataset))
 
     t0 = time.perf_counter()
-    collection_id, built = ensure_collection(engine, pipeline, ds, name, progress)
+    collection_id, built = ensure_collection(engine, pipeline, ds, name, progress, on_ingested)
     build_seconds = time.perf_counter() - t0 if built else 0.0
     with repository.read(engine) as s:
         default = retriever.fusion_for(repository.collection_by_id(s, collection_id))
@@ -414,8 +432,16 @@ def evaluate_retrieval(
 # -- rendering ---------------------------------------------------------------------------
 
 
+def _short(metric: str) -> str:
+    """A metric's column header: "recall@100" -> "R@100", "ndcg@10" -> "nDCG@10"."""
+    name, _, k = metric.partition("@")
+    short = {"recall": "R", "ndcg": "nDCG", "mrr": "MRR", "map": "MAP"}.get(name, name)
+    return f"{short}@{k}" if k else short
+
+
 def render_table(result: RetrievalEvalResult, console: Console | None = None) -> None:
     """One row per method: the metrics and queries/s; the best figure of each column bold."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -424,12 +450,19 @@ def render_table(result: RetrievalEvalResult, console: Console | None = None) ->
         f"{result.dataset} {result.split}: {result.n_queries} queries, "
         f"{result.n_documents} documents, {result.n_chunks} chunks"
     )
-    table = Table(title=title)
-    table.add_column("method")
-    table.add_column("fusion")
+    # Whole at 80 columns: the figures never shrink, the names fold rather than being cut.
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0, 0, 1),
+        pad_edge=False,
+        caption="R = recall, q/s = queries/s",
+    )
+    table.add_column("method", no_wrap=True)
+    table.add_column("fusion", min_width=9, overflow="fold")
     for m in result.metrics:
-        table.add_column(m, justify="right")
-    table.add_column("queries/s", justify="right")
+        table.add_column(_short(m), justify="right", no_wrap=True)
+    table.add_column("q/s", justify="right", no_wrap=True)
     best = {
         m: max((r.metrics.get(m, 0.0) for r in result.methods.values()), default=0.0)
         for m in result.metrics

@@ -132,3 +132,31 @@ def test_rag_eval_names_the_datasets_setting_when_the_folder_is_missing(
     monkeypatch.setenv("RAG_DATASETS_DIR", str(tmp_path / "nowhere"))
     r = rag("eval", "retrieval", "--dataset", "scifact", ok=False)
     assert isinstance(r.exception, PathNotFound) and "RAG_DATASETS_DIR" in r.exception.message
+
+
+def test_rag_eval_retrieval_shows_progress_and_a_whole_table_at_80_columns(
+    rag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: building the eval collection reports each document on stderr (lines when
+    stderr is no terminal), and the table fits 80 columns with nothing cut."""
+    scifact = tmp_path / "datasets" / "scifact"
+    (scifact / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": f"d{i}", "title": f"Doc {i}", "text": f"Harbour fact number {i} about {w}."}
+        for i, w in enumerate(["tides", "ferries", "lamps", "boats", "nets"])
+    ]
+    (scifact / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in corpus) + "\n")
+    queries = [{"_id": "q1", "text": "tides"}, {"_id": "q2", "text": "ferries"}]
+    (scifact / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in queries) + "\n")
+    (scifact / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td1\t1\n"
+    )
+    monkeypatch.setenv("RAG_DATASETS_DIR", str(tmp_path / "datasets"))
+    monkeypatch.setenv("COLUMNS", "80")
+    r = rag("eval", "retrieval", "--dataset", "scifact")
+    assert "ingesting 5 documents of scifact" in r.stderr and "ingested 5/5" in r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for cell in ("nDCG@10", "R@100", "MRR@10", "q/s", "hybrid-weighted", "bm25", "dense"):
+        assert cell in r.stdout, cell
+    assert "…" not in r.stdout

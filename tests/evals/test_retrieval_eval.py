@@ -91,7 +91,7 @@ def test_eval_and_tune_end_to_end(tmp_path: Path) -> None:
     console = Console(record=True, width=160)
     render_table(result, console)
     text = console.export_text()
-    assert "hybrid-weighted" in text and "ndcg@10" in text
+    assert "hybrid-weighted" in text and "nDCG@10" in text and "R@100" in text
 
     # tune on the train split, store in SQL; the eval's "hybrid" then uses it
     tuned = tune_fusion(platform, None, "scifact", "train", datasets_dir=tmp_path)
