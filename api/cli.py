@@ -444,7 +444,13 @@ def collections_list(
     if as_json:
         _print_json(cols.model_dump(mode="json"))
         return
-    table = Table("tenant", "name", "documents", "chunks", "fusion", "created")
+    # Names are typed into -c: whole on one line up to 40 characters, folded (never cut)
+    # beyond; the other columns give way at 80 columns.
+    longest = max((len(c.name) for c in cols.data), default=4)
+    table = Table("tenant")
+    table.add_column("name", min_width=min(longest, 40), overflow="fold")
+    for header in ("documents", "chunks", "fusion", "created"):
+        table.add_column(header)
     for c in cols.data:
         fusion = c.fusion.mode or "default"
         table.add_row(

@@ -30,6 +30,10 @@ def test_ids_are_whole_at_80_columns(rag, tmp_path: Path, monkeypatch: pytest.Mo
     jobs_table = rag("jobs", "list").stdout
     assert max(len(line) for line in jobs_table.splitlines()) <= 80
     assert set(ID.findall(jobs_table)) == {j["id"] for j in jobs}
+    rag("ingest", str(docs), "-c", "handbook-engineering-2026-q4")
+    collections = rag("collections", "list").stdout
+    assert max(len(line) for line in collections.splitlines()) <= 80
+    assert "handbook-engineering-2026-q4" in collections
     rag("docs", "delete", ID.findall(table)[0], "-c", "narrow")
     assert json.loads(rag("docs", "list", "-c", "narrow", "--json").stdout)["data"] == []
 
