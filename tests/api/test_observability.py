@@ -61,7 +61,8 @@ def test_readyz_loads_nothing_itself_and_turns_ready(world: tuple[TestClient, st
     body = r.json()
     assert body["status"] == "not_ready" and "models" in body["failing"]
     assert body["checks"]["models"]["detail"].startswith("loading")
-    assert body["checks"]["database"] == {"ok": True, "detail": "sqlite"}
+    dialect = client.app.state.platform.engine.dialect.name  # sqlite, or postgresql (--postgres)
+    assert body["checks"]["database"] == {"ok": True, "detail": dialect}
     assert body["checks"]["indexes"]["ok"], body
     deadline = time.monotonic() + 180
     while r.status_code != 200 and time.monotonic() < deadline:
