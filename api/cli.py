@@ -116,6 +116,19 @@ def _platform(start: bool = True) -> Any:
     return platform
 
 
+def progress_bar(label: str, quiet: bool) -> Progress:
+    """A progress bar on stderr (none when printing JSON or not on a terminal)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -475,15 +488,7 @@ def eval_retrieval(
     collection = CollectionKey(tenant, eval_collection_name(_dataset_name(dataset)))
     platform = _platform()
     quiet = as_json
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]ingest[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    ) as bar:
+    with progress_bar("ingest", quiet) as bar:
         task = bar.add_task("", total=None, visible=False)
 
         def on_message(message: str) -> None:
@@ -541,15 +546,7 @@ def eval_answers(
     total = len(spec.cases)
     step = max(1, total // 10)
     done: list[Any] = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]eval answers[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    ) as bar:
+    with progress_bar("eval answers", quiet) as bar:
         task = bar.add_task("", total=total)
 
         def on_message(message: str) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from api.cli import (
     DEFAULT_TENANT,
@@ -27,6 +26,7 @@ from api.cli import (
     eval_app,
     id_table,
     out,
+    progress_bar,
 )
 from core.errors import InvalidRequest
 
@@ -38,19 +38,6 @@ def _write(path: Path, text: str, what: str) -> None:
     except OSError as e:
         raise InvalidRequest(f"cannot write the {what} to {path}: {e.strerror or e}") from e
     err.print(f"{what} written to {path}", highlight=False)
-
-
-def _bar(label: str, quiet: bool) -> Progress:
-    """A progress bar on stderr (none when printing JSON or not on a terminal)."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn(f"[bold]{label}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    )
 
 
 def _write_reports(run: Any, junit: Path | None, html: Path | None) -> None:
@@ -100,7 +87,7 @@ def eval_run(
     suite = load_suite(suite_path)
     platform = _platform(start=against is None)
     base = load_run(platform.engine, tenant, baseline) if baseline else None
-    with _bar("eval run", quiet=as_json) as bar:
+    with progress_bar("eval run", quiet=as_json) as bar:
         task = bar.add_task("", total=len(suite.cases))
         run = execute_run(
             platform,
@@ -316,7 +303,7 @@ def eval_judge_check(
     platform = _platform(start=False)
     judge = build_judge(JudgeSpec(model_path=model, base_url=base_url), platform.settings)
     examples = load_judge_set(labelled)
-    with _bar("judge-check", quiet=as_json) as bar:
+    with progress_bar("judge-check", quiet=as_json) as bar:
         task = bar.add_task("", total=len(examples))
         check = judge_check(judge, examples, progress=lambda _m: bar.advance(task))
     remember_check(platform.settings.data_dir, judge, check, str(labelled))
