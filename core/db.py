@@ -269,6 +269,62 @@ class EvalCaseRow(Base):
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ConversationRow(Base):
+    """A chat over one collection (its tenant is the collection's); its turns are the
+    ``AnswerRow``s that name it, oldest first."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnswerRow(Base):
+    """Every answer given (/v1/query, /v1/chat and their streams): the question as asked,
+    the standalone question retrieval used, and what was answered from which chunks. Chunk
+    and document ids are plain JSON: deleting a document later leaves them, unresolved."""
+
+    __tablename__ = "answers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(String(32), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True, default=None
+    )
+    question: Mapped[str] = mapped_column(Text)
+    rewritten_question: Mapped[str | None] = mapped_column(Text, default=None)
+    rewrite: Mapped[str] = mapped_column(String(20), default="none")  # none|rules|model
+    text: Mapped[str] = mapped_column(Text)
+    abstained: Mapped[bool] = mapped_column(default=False)
+    # [{"n", "chunk_id", "document_id", "source"}]
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    retrieved: Mapped[list[str]] = mapped_column(default=list)  # chunk ids, best first
+    model: Mapped[str] = mapped_column(String(1000), default="")  # the model file's sha256
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackRow(Base):
+    """A user's judgement of one answer: "up" or "down", optionally the document that
+    should have been cited and the correct answer (one per answer; the last one wins)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    answer_id: Mapped[str] = mapped_column(
+        ForeignKey("answers.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    rating: Mapped[str] = mapped_column(String(10))  # up|down
+    correct_source: Mapped[str | None] = mapped_column(String(1000), default=None)
+    correct_answer: Mapped[str | None] = mapped_column(Text, default=None)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # -- engine --------------------------------------------------------------------------
 
 

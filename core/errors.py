@@ -97,6 +97,18 @@ class JobNotFound(NotFound):
     code = "job_not_found"
 
 
+class ChunkNotFound(NotFound):
+    code = "chunk_not_found"
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation_not_found"
+
+
+class AnswerNotFound(NotFound):
+    code = "answer_not_found"
+
+
 class JobRunning(RagError):
     """The job has not ended (a retry needs an ended job)."""
 
@@ -182,3 +194,39 @@ class BackendUnavailable(RagError):
     code = "backend_unavailable"
     http_status = 503
     exit_code = 5
+
+
+# -- limits (api.limits, generation.queue) -------------------------------------------------
+
+
+class LimitExceeded(RagError):
+    """Refused for load, not for what was asked: the same request may succeed after
+    ``retry_after`` seconds (the API sends it as the ``Retry-After`` header)."""
+
+    code = "limit_exceeded"
+    http_status = 429
+    exit_code = 7
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))  # whole seconds, at least 1
+
+
+class RateLimited(LimitExceeded):
+    """The API key sent more requests in the last minute than ``limits.requests_per_minute``."""
+
+    code = "rate_limited"
+
+
+class TooManyGenerations(LimitExceeded):
+    """The API key already has ``limits.concurrent_generations`` answers being generated."""
+
+    code = "too_many_generations"
+
+
+class Overloaded(LimitExceeded):
+    """The generation queue is full, or a generation waited ``limits.queue_wait_s`` for a
+    worker: the server as a whole is at capacity."""
+
+    code = "overloaded"
+    http_status = 503

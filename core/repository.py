@@ -29,20 +29,26 @@ from sqlalchemy.orm import Session
 
 from core import types
 from core.db import (
+    AnswerRow,
     ApiKeyRow,
     ChunkRow,
     CollectionRow,
+    ConversationRow,
     DocumentRow,
     EvalCaseRow,
     EvalRunRow,
+    FeedbackRow,
     IngestionJobFileRow,
     IngestionJobRow,
 )
 from core.db import new_id as new_id  # re-exported: callers make ids with the rows
 from core.db import utcnow as utcnow
 from core.errors import (
+    AnswerNotFound,
     ApiKeyNotFound,
+    ChunkNotFound,
     CollectionNotFound,
+    ConversationNotFound,
     DocumentNotFound,
     EvalRunNotFound,
     JobNotFound,
@@ -354,6 +360,22 @@ def load_chunks(s: Session, ids: Iterable[str]) -> dict[str, types.Chunk]:
     return out
 
 
+def get_tenant_chunk(
+    s: Session, tenant: str, chunk_id: str
+) -> tuple[ChunkRow, DocumentRow, CollectionRow]:
+    """The tenant's chunk with its document and collection (through the chunk's
+    collection); ``ChunkNotFound`` for an unknown id or another tenant's chunk."""
+    found = s.execute(
+        select(ChunkRow, DocumentRow, CollectionRow)
+        .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+        .join(CollectionRow, ChunkRow.collection_id == CollectionRow.id)
+        .where(ChunkRow.id == chunk_id, CollectionRow.tenant == tenant)
+    ).first()
+    if found is None:
+        raise ChunkNotFound(f"chunk '{chunk_id}' does not exist")
+    return found[0], found[1], found[2]
+
+
 def iter_chunk_rows(s: Session, collection_id: str, batch: int = 2000) -> Iterable[ChunkRow]:
     """All chunk rows of a collection (any document status), in id order, streamed."""
     stmt = (
@@ -529,7 +551,9 @@ def documents_indexing(s: Session) -> list[tuple[str, str]]:
 
 
 def delete_collection_rows(s: Session, collection_id: str) -> None:
-    """Delete a collection with its documents, chunks and ingestion jobs."""
+    """Delete a collection with its documents, chunks, ingestion jobs, conversations,
+    answers and their feedback."""
+    _delete_answers(s, collection_id)
     s.execute(delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
     s.execute(delete(DocumentRow).where(DocumentRow.collection_id == collection_id))
     jobs = select(IngestionJobRow.id).where(IngestionJobRow.collection_id == collection_id)
@@ -909,3 +933,138 @@ def eval_cases(s: Session, run_id: str) -> Sequence[EvalCaseRow]:
 def unfinished_eval_runs(s: Session) -> Sequence[EvalRunRow]:
     """Runs left "running" (by a crash or a stop): the start-up marks them failed."""
     return s.scalars(select(EvalRunRow).where(EvalRunRow.status == "running")).all()
+
+
+# -- answers, conversations and feedback ---------------------------------------------------
+
+
+def add_conversation(s: Session, collection_id: str, title: str) -> ConversationRow:
+    row = ConversationRow(id=new_id(), collection_id=collection_id, title=title[:200])
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_conversation(
+    s: Session, tenant: str, conversation_id: str
+) -> tuple[ConversationRow, CollectionRow]:
+    """The tenant's conversation and its collection; ``ConversationNotFound`` for an
+    unknown id or another tenant's conversation (the same message either way)."""
+    found = s.execute(
+        select(ConversationRow, CollectionRow)
+        .join(CollectionRow, CollectionRow.id == ConversationRow.collection_id)
+        .where(ConversationRow.id == conversation_id, CollectionRow.tenant == tenant)
+    ).first()
+    if found is None:
+        raise ConversationNotFound(f"conversation '{conversation_id}' does not exist")
+    return found[0], found[1]
+
+
+def list_conversations(
+    s: Session, tenant: str, *, collection: str | None = None, limit: int = 100
+) -> list[tuple[ConversationRow, str, int]]:
+    """The tenant's conversations with their collection's name and number of turns,
+    most recently updated first; hidden collection versions are left out."""
+    turns = (
+        select(func.count())
+        .select_from(AnswerRow)
+        .where(AnswerRow.conversation_id == ConversationRow.id)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(ConversationRow, CollectionRow.name, turns)
+        .join(CollectionRow, CollectionRow.id == ConversationRow.collection_id)
+        .where(CollectionRow.tenant == tenant, ~CollectionRow.name.contains(VERSION_MARK))
+        .order_by(ConversationRow.updated_at.desc(), ConversationRow.id.desc())
+        .limit(limit)
+    )
+    if collection is not None:
+        stmt = stmt.where(CollectionRow.name == collection)
+    return [(row, name, int(n)) for row, name, n in s.execute(stmt).all()]
+
+
+def conversation_turns(s: Session, conversation_id: str) -> Sequence[AnswerRow]:
+    """A conversation's answers, oldest first."""
+    return s.scalars(
+        select(AnswerRow)
+        .where(AnswerRow.conversation_id == conversation_id)
+        .order_by(AnswerRow.created_at, AnswerRow.id)
+    ).all()
+
+
+def delete_conversation(s: Session, conversation_id: str) -> None:
+    """A conversation with its answers and their feedback."""
+    answers = select(AnswerRow.id).where(AnswerRow.conversation_id == conversation_id)
+    s.execute(delete(FeedbackRow).where(FeedbackRow.answer_id.in_(answers)))
+    s.execute(delete(AnswerRow).where(AnswerRow.conversation_id == conversation_id))
+    s.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id))
+
+
+def add_answer(s: Session, **columns: Any) -> AnswerRow:
+    """Store an answer (``AnswerRow``'s columns); a conversation's ``updated_at`` moves."""
+    row = AnswerRow(id=new_id(), **columns)
+    s.add(row)
+    if row.conversation_id is not None:
+        s.execute(
+            update(ConversationRow)
+            .where(ConversationRow.id == row.conversation_id)
+            .values(updated_at=utcnow())
+        )
+    s.flush()
+    return row
+
+
+def get_answer(s: Session, tenant: str, answer_id: str) -> tuple[AnswerRow, CollectionRow]:
+    """The tenant's answer and its collection; ``AnswerNotFound`` for an unknown id or
+    another tenant's answer."""
+    found = s.execute(
+        select(AnswerRow, CollectionRow)
+        .join(CollectionRow, CollectionRow.id == AnswerRow.collection_id)
+        .where(AnswerRow.id == answer_id, CollectionRow.tenant == tenant)
+    ).first()
+    if found is None:
+        raise AnswerNotFound(f"answer '{answer_id}' does not exist")
+    return found[0], found[1]
+
+
+def set_feedback(s: Session, answer_id: str, **columns: Any) -> FeedbackRow:
+    """The feedback on an answer (rating, correct_source, correct_answer, comment); a
+    second call replaces the first."""
+    s.execute(delete(FeedbackRow).where(FeedbackRow.answer_id == answer_id))
+    row = FeedbackRow(id=new_id(), answer_id=answer_id, **columns)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def answers_with_feedback(s: Session, collection_id: str) -> list[tuple[AnswerRow, FeedbackRow]]:
+    """A collection's answers that got feedback, with it, oldest first."""
+    rows = s.execute(
+        select(AnswerRow, FeedbackRow)
+        .join(FeedbackRow, FeedbackRow.answer_id == AnswerRow.id)
+        .where(AnswerRow.collection_id == collection_id)
+        .order_by(AnswerRow.created_at, AnswerRow.id)
+    ).all()
+    return [(a, f) for a, f in rows]
+
+
+def move_answers(s: Session, from_collection: str, to_collection: str) -> None:
+    """Hand a collection's conversations and answers to another (a gate's promoted
+    version replaces the live one)."""
+    s.execute(
+        update(ConversationRow)
+        .where(ConversationRow.collection_id == from_collection)
+        .values(collection_id=to_collection)
+    )
+    s.execute(
+        update(AnswerRow)
+        .where(AnswerRow.collection_id == from_collection)
+        .values(collection_id=to_collection)
+    )
+
+
+def _delete_answers(s: Session, collection_id: str) -> None:
+    answers = select(AnswerRow.id).where(AnswerRow.collection_id == collection_id)
+    s.execute(delete(FeedbackRow).where(FeedbackRow.answer_id.in_(answers)))
+    s.execute(delete(AnswerRow).where(AnswerRow.collection_id == collection_id))
+    s.execute(delete(ConversationRow).where(ConversationRow.collection_id == collection_id))

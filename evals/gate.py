@@ -185,6 +185,7 @@ def _promote(stages: EvalStages, key: CollectionKey, cand: CollectionKey) -> Non
         candidate = repository.get_collection(s, cand)
         repository.rename_collection(s, live.id, prev.name)
         repository.rename_collection(s, candidate.id, key.name)
+        repository.move_answers(s, live.id, candidate.id)  # conversations stay live
     if dropped is not None:
         stages.store.drop_collection(dropped)
 
@@ -206,6 +207,7 @@ def rollback(stages: EvalStages, key: CollectionKey) -> None:
         repository.rename_collection(s, live.id, swap.name)
         repository.rename_collection(s, old.id, key.name)
         repository.rename_collection(s, live.id, prev.name)
+        repository.move_answers(s, live.id, old.id)
 
 
 def gated_delete(stages: EvalStages, key: CollectionKey, document_id: str) -> GateOutcome[None]:
