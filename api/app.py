@@ -26,7 +26,7 @@ from api.deps import get_caller
 from api.observability import RequestContext
 from api.platform import Platform
 from api.readiness import Readiness
-from api.routers import checks, documents, evals, jobs, openai_compat, query
+from api.routers import checks, chunks, documents, evals, jobs, openai_compat, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import RagError, Unauthorized
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     app.include_router(evals.router, **v1)
     app.include_router(checks.router, **v1)
     app.include_router(jobs.router, **v1)
+    app.include_router(chunks.router, **v1)
     app.include_router(openai_compat.router, **v1)
     # request ids, one JSON log line and the metrics of every request (api.observability)
     app.add_middleware(RequestContext)

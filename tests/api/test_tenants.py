@@ -157,6 +157,26 @@ def test_another_tenants_document_id_is_404_and_cannot_be_deleted(world: World) 
         assert chunks and chunks[0]["document_id"] == beta_doc, method
 
 
+def test_a_chunk_by_id_is_the_callers_only(world: World) -> None:
+    (chunk,) = world.beta.retrieve("Utsira purple", "docs", top_k=1).json()["chunks"]
+    url = f"/v1/chunks/{chunk['chunk_id']}"
+    r = world.beta.get(url)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "chunk_id": chunk["chunk_id"],
+        "document_id": world.ids["beta"]["notes.txt"],
+        "source": "notes.txt",
+        "page": None,
+        "heading_path": chunk["heading_path"],
+        "text": chunk["text"],
+        "collection": "docs",
+    }
+    theirs = _missing_body(world.alpha, url, chunk["chunk_id"])
+    assert theirs == _missing_body(world.alpha, "/v1/chunks/" + "0" * 32, "0" * 32)
+    assert theirs["error"]["code"] == "chunk_not_found"
+    assert world.default.get(url).status_code == 404
+
+
 def test_upload_into_a_name_another_tenant_uses_creates_the_callers_own(world: World) -> None:
     r = world.alpha.upload("private", {"mine.txt": "Alpha's private notes on tide tables."})
     assert r.status_code == 200 and r.json()["results"][0]["status"] == "ingested", r.text
@@ -186,8 +206,11 @@ def test_unchanged_upload_is_per_tenant(world: World) -> None:
 @pytest.mark.slow
 def test_questions_use_only_the_callers_documents(world: World) -> None:
     """Through the real GGUF model: /v1/query and /v1/query/stream."""
-    question = {"question": "What colour is the lighthouse painted?", "collection": "docs",
-                "sampling": {"max_tokens": 24}}
+    question = {
+        "question": "What colour is the lighthouse painted?",
+        "collection": "docs",
+        "sampling": {"max_tokens": 24},
+    }
     for who, tc in (("alpha", world.alpha), ("beta", world.beta), ("default", world.default)):
         r = tc.post("/v1/query", json=question)
         assert r.status_code == 200, r.text
@@ -195,9 +218,7 @@ def test_questions_use_only_the_callers_documents(world: World) -> None:
         own = set(world.ids[who].values())
         assert a["retrieved"] and {c["document_id"] for c in a["retrieved"]} <= own, who
         assert {c["document_id"] for c in a["citations"]} <= own, who
-        with tc.client.stream(
-            "POST", "/v1/query/stream", json=question, headers=tc.headers
-        ) as s:
+        with tc.client.stream("POST", "/v1/query/stream", json=question, headers=tc.headers) as s:
             assert s.status_code == 200
             body = "".join(s.iter_text())
         for other in ("alpha", "beta", "default"):
@@ -208,7 +229,8 @@ def test_questions_use_only_the_callers_documents(world: World) -> None:
         r = world.alpha.post(url, json=body)
         assert r.status_code == 404, r.text
         assert r.json()["error"] == {
-            "code": "collection_not_found", "message": "collection 'private' does not exist"
+            "code": "collection_not_found",
+            "message": "collection 'private' does not exist",
         }
 
 
