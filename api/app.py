@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
+from api.lifecycle import DrainGate, HealthExecutor, Lifecycle
 from api.observability import RequestContext
 from api.platform import Platform
 from api.readiness import Readiness
@@ -38,6 +39,10 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     """Build the app. Start-up repairs the indexes against SQL; ``warm_up`` also loads
     the models so the first question is not slow."""
     platform = Platform(settings or Settings())
+    # draining on SIGTERM (rag serve's GracefulServer flips it) and the health routes'
+    # own threads: they answer however full the request thread pool is
+    lifecycle = Lifecycle()
+    health = HealthExecutor()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
             await run_in_threadpool(platform.warm_up)
         yield
         await run_in_threadpool(platform.shutdown)
+        health.close()
 
     app = FastAPI(
         title="rag-platform",
@@ -57,6 +63,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
         lifespan=lifespan,
     )
     app.state.platform = platform
+    app.state.lifecycle = lifecycle
 
     @app.exception_handler(RagError)
     async def rag_error(_request: Request, exc: RagError) -> JSONResponse:
@@ -92,20 +99,34 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     app.include_router(chunks.router, **v1)
     app.include_router(openai_compat.router, **v1)
     # request ids, one JSON log line and the metrics of every request (api.observability)
+    app.add_middleware(DrainGate, lifecycle=lifecycle)
     app.add_middleware(RequestContext)
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, Any]:
-        repository.ping(platform.engine)
-        return {"status": "ok", "database": platform.engine.dialect.name}
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "database down"}})
+    async def healthz() -> JSONResponse:
+        """The process is up and its database answers (on the health threads, never
+        behind queued work)."""
+        body: dict[str, Any] = {"status": "ok", "database": platform.engine.dialect.name}
+        if lifecycle.draining:
+            body["draining"] = True
+        try:
+            await health.run(lambda: repository.ping(platform.engine))
+        except Exception as e:  # noqa: BLE001 - any failure is "unhealthy", named
+            body.update(status="error", detail=f"database: {type(e).__name__}: {e}")
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
-    readiness = Readiness(platform)
+    readiness = Readiness(platform, lifecycle)
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Ready for queries: database, indexes, models loaded, LLM backend, background
-        thread; 503 naming each check that fails (it never waits for a model to load)."""
-        ok, checks_ = readiness.check()
+        threads, not draining; 503 naming each check that fails (it never waits for a
+        model to load, nor behind queued work)."""
+        try:
+            ok, checks_ = await health.run(readiness.check)
+        except TimeoutError:
+            ok, checks_ = False, {"checks": {"ok": False, "detail": "timed out"}}
         failing = [name for name, c in checks_.items() if not c["ok"]]
         body = {"status": "ready" if ok else "not_ready", "failing": failing, "checks": checks_}
         return JSONResponse(body, status_code=200 if ok else 503)

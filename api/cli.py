@@ -12,6 +12,7 @@ the tenant named by ``--tenant`` ("default" unless given).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -779,6 +780,8 @@ def serve(
         raise typer.BadParameter("use json or text", param_hint="--log-format")
     if log_format == "json":
         configure_logging(log_level.upper())
+    else:  # the platform's own lines (drain, restart repairs…) beside uvicorn's
+        logging.basicConfig(level=log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s")
     settings = _settings()
     application = create_app(settings, warm_up=True)
     keys = (
@@ -793,13 +796,19 @@ def serve(
     # json: keep the handlers configure_logging installed (uvicorn's own config would
     # replace them) and leave the access line to api.observability
     as_json = log_format == "json"
-    uvicorn.run(
+    from api.lifecycle import GracefulServer
+
+    config = uvicorn.Config(
         application,
         host=host or settings.api.host,
         port=port or settings.api.port,
         log_config=None if as_json else uvicorn.config.LOGGING_CONFIG,
         access_log=not as_json,
+        # the drain already gave running requests api.shutdown_grace_s: what still runs
+        # after it is cancelled this soon
+        timeout_graceful_shutdown=3,
     )
+    GracefulServer(config, application.state.lifecycle, settings.api.shutdown_grace_s).run()
 
 
 # The batch evaluation run and content-check commands live in their own modules;

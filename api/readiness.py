@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from api.lifecycle import Lifecycle
 from api.platform import Platform
 from core import repository
 
@@ -25,8 +26,15 @@ from core import repository
 class Readiness:
     """The checks behind ``/readyz``; each returns ``(ok, detail)`` and is fast."""
 
-    def __init__(self, platform: Platform, *, backend_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        lifecycle: Lifecycle | None = None,
+        *,
+        backend_timeout_s: float = 1.0,
+    ) -> None:
         self.platform = platform
+        self.lifecycle = lifecycle
         self.backend_timeout_s = backend_timeout_s
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
@@ -36,6 +44,7 @@ class Readiness:
         """(all ready, {check: {"ok": bool, "detail": str}})."""
         checks: dict[str, dict[str, Any]] = {}
         for name, fn in (
+            ("serving", self._serving),
             ("database", self._database),
             ("indexes", self._indexes),
             ("models", self._models),
@@ -50,6 +59,11 @@ class Readiness:
         return all(c["ok"] for c in checks.values()), checks
 
     # -- the checks ----------------------------------------------------------------------
+
+    def _serving(self) -> tuple[bool, str]:
+        if self.lifecycle is not None and self.lifecycle.draining:
+            return False, f"draining: shutting down, {self.lifecycle.in_flight} request(s) running"
+        return True, "accepting requests"
 
     def _database(self) -> tuple[bool, str]:
         repository.ping(self.platform.engine)

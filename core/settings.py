@@ -131,6 +131,27 @@ class APISettings(BaseModel):
     # True: every /v1 request needs a valid API key (`rag keys create`). False: a request
     # without a key acts as tenant "default"; one that sends a key is still checked.
     auth_required: bool = False
+    # SIGTERM: seconds running requests get to finish before the server stops (new ones
+    # get 503 + Retry-After meanwhile); a second SIGTERM exits at once
+    shutdown_grace_s: float = Field(30.0, ge=0.0)
+
+
+class LimitsSettings(BaseModel):
+    """What one API key may ask at once, and how much generation the server queues
+    (api.limits, generation.queue): over them the API answers 429 or 503 with Retry-After
+    instead of hanging. /healthz, /readyz, /metrics and / are never limited."""
+
+    # /v1 requests per minute per API key (the key-less caller counts as one key); 0: off.
+    requests_per_minute: int = Field(600, ge=0)
+    # Generations one key may have running or waiting at once (more: 429); 0: no limit.
+    concurrent_generations: int = Field(2, ge=0)
+    # Threads that run the LLM: every generation runs on one of these, never on a request
+    # thread (llama.cpp uses n_threads cores each; more workers only help with more cores).
+    generation_workers: int = Field(1, ge=1)
+    # Generations that may wait for a worker (more: 503 overloaded).
+    generation_queue: int = Field(16, ge=0)
+    # Seconds a generation may wait for a worker before it is refused with 503.
+    queue_wait_s: float = Field(60.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -149,6 +170,7 @@ class Settings(BaseSettings):
     guards: GuardSettings = GuardSettings()
     db: DBSettings = DBSettings()
     api: APISettings = APISettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @property
     def db_url(self) -> str:
