@@ -24,13 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import get_caller
 from api.lifecycle import DrainGate, HealthExecutor, Lifecycle
+from api.limits import enforce_limits
 from api.observability import RequestContext
 from api.platform import Platform
 from api.readiness import Readiness
 from api.routers import checks, chunks, documents, evals, jobs, openai_compat, query
 from api.schemas import ErrorResponse
 from core import repository
-from core.errors import RagError, Unauthorized
+from core.errors import LimitExceeded, RagError, Unauthorized
 from core.settings import Settings
 from evals.run_store import mark_interrupted
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
         return JSONResponse(
             status_code=exc.http_status,
             content={"error": {"code": exc.code, "message": exc.message}},
-            headers={"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None,
+            headers=_error_headers(exc),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     # The caller dependency on the routers themselves: no /v1 route can skip it (routes
     # that take TenantDep share the same, per-request cached, result).
     v1: dict[str, Any] = {
-        "dependencies": [Depends(get_caller)],
+        "dependencies": [Depends(get_caller), Depends(enforce_limits)],
         "responses": {401: {"model": ErrorResponse, "description": "missing or bad API key"}},
     }
     app.include_router(documents.router, **v1)
@@ -142,3 +143,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
         return HTMLResponse(page)
 
     return app
+
+
+def _error_headers(exc: RagError) -> dict[str, str] | None:
+    """``WWW-Authenticate`` on a 401, ``Retry-After`` (seconds) on a refusal for load."""
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, LimitExceeded):
+        return {"Retry-After": str(exc.retry_after)}
+    return None

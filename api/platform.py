@@ -23,12 +23,13 @@ from core.types import CollectionKey
 
 if TYPE_CHECKING:
     from api.auth import ApiKeyAuth
+    from api.limits import RateLimiter
     from generation.checks.policy import CollectionPolicy
     from generation.checks.screen import Screen
     from generation.compose import AnswerComposer
     from generation.pipeline import QueryPipeline
-    from generation.ports import LLM
     from generation.prompt import GroundedPromptBuilder
+    from generation.queue import QueuedLLM
     from ingest.embedding import SentenceTransformerEmbedder
     from ingest.jobs import JobRunner
     from ingest.pipeline import IngestPipeline
@@ -54,6 +55,7 @@ class Platform:
     @cached_property
     def auth(self) -> ApiKeyAuth:
         from api.auth import ApiKeyAuth
+    from api.limits import RateLimiter
 
         with self._lock:
             return ApiKeyAuth(self.engine, self.settings.api)
@@ -142,15 +144,37 @@ class Platform:
             )
 
     @cached_property
-    def llm(self) -> LLM:
+    def llm(self) -> QueuedLLM:
+        """The configured model behind the bounded generation queue: every generation
+        runs on the ``limits.generation_workers`` threads (generation.queue)."""
+        from api.metrics import LIMIT_REJECTIONS, watch_generation_queue
         from generation.factory import build_llm
+        from generation.queue import GenerationQueue, QueuedLLM
 
+        limits = self.settings.limits
         with self._lock:
-            return build_llm(self.settings.llm, self.settings.models_dir)
+            generation_queue = GenerationQueue(
+                limits.generation_workers,
+                limits.generation_queue,
+                limits.queue_wait_s,
+                limits.concurrent_generations,
+                on_reject=lambda code: LIMIT_REJECTIONS.labels(code=code).inc(),
+            )
+            watch_generation_queue(generation_queue)
+            llm = build_llm(self.settings.llm, self.settings.models_dir)
+            return QueuedLLM(llm, generation_queue)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """Requests per minute per API key (api.limits)."""
+        from api.limits import RateLimiter
+
+        return RateLimiter(self.settings.limits.requests_per_minute)
 
     @cached_property
     def prompt_builder(self) -> GroundedPromptBuilder:
         from generation.prompt import GroundedPromptBuilder
+    from generation.queue import QueuedLLM
 
         with self._lock:
             llm = self.llm
@@ -210,6 +234,8 @@ class Platform:
             background, self._background = self._background, None
         if background is not None:
             background.shutdown(wait=True)
+        if "llm" in self.__dict__:
+            self.llm.close()  # its workers finish what they run; a later call restarts them
         self.engine.dispose()  # closes pooled connections; the engine reconnects if used
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from api.metrics import QUERIES, QUERY_LATENCY
 from api.platform import Platform
 from api.schemas import SamplingIn, answer_to_dict
 from core import repository
-from core.errors import InvalidRequest, RagError
+from core.errors import InvalidRequest, LimitExceeded, RagError
 from core.types import Answer, CollectionKey
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -103,7 +103,10 @@ def openai_error(
 
 def _error_of(e: RagError) -> JSONResponse:
     kind = "invalid_request_error" if e.http_status < 500 else "server_error"
-    return openai_error(e.http_status, e.message, e.code, type_=kind)
+    resp = openai_error(e.http_status, e.message, e.code, type_=kind)
+    if isinstance(e, LimitExceeded):  # 429 / 503 for load: when to try again
+        resp.headers["Retry-After"] = str(e.retry_after)
+    return resp
 
 
 def collection_of_model(platform: Platform, tenant: str, model: str) -> CollectionKey | None:
