@@ -60,3 +60,12 @@ def test_ingest_speed() -> None:
 def test_search_during_writes() -> None:
     out = run("-m", "bench.search_during_writes", "--docs", "1500", "--seconds", "1")
     assert "while writing" in out
+
+
+def test_soak_prints_rss_slope_and_health() -> None:
+    out = run(
+        "-m", "bench.soak", "--requests", "6", "--clients", "2", "--warm-up", "2",
+        "--idle", "1", "--mixed",
+    )  # fmt: skip
+    assert "fitted slope after warm-up" in out and "/healthz during the run" in out
+    assert "query 200: 6" in out

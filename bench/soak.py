@@ -1,0 +1,234 @@
+"""A long run against the real ``rag serve``: does its memory stay flat, and does the
+health route answer fast while it works?
+
+    .venv/bin/python -m bench.soak --requests 1000 --clients 4
+    .venv/bin/python -m bench.soak --requests 400 --mixed        # + uploads and deletes
+    .venv/bin/python -m bench.soak --requests 300 --env MALLOC_ARENA_MAX=0   # a variant
+
+Starts ``rag serve`` on a fresh data folder with examples/ ingested, sends ``--requests``
+distinct questions (no two prompts alike, so nothing is cached) from ``--clients``
+threads, and samples the server's RSS after every answer; ``--mixed`` makes every
+fifth operation an upload of a new small document or the delete of an earlier one. A
+poller asks ``/healthz`` twice a second throughout. Afterwards the server idles
+``--idle`` seconds and its RSS is read again.
+
+Prints RSS against requests (every tenth of the run), the slope fitted by least squares
+after warm-up (the first ``--warm-up`` requests) in MiB per 100 requests, the RSS after
+the idle minute against the warm level, and /healthz p50/p99. Targets (issue 14): slope
+under 5 MiB per 100 requests, idle RSS within 10 % of the warm level, /healthz p99
+≤ 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = (
+    "reciprocal rank fusion", "BM25", "dense retrieval", "chunking", "embeddings",
+    "citations", "abstention", "password length", "hybrid search", "FAISS",
+    "the sample corpus", "guardrails", "prompt injection", "evaluation", "reranking",
+)  # fmt: skip
+FORMS = (
+    "What does the documentation say about {t}? (case {n})",
+    "Explain {t} in one sentence, request {n}.",
+    "How is {t} used here? Ticket {n}.",
+    "Why would someone choose {t}? Question {n}.",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def question(n: int) -> str:
+    return FORMS[n % len(FORMS)].format(t=TOPICS[(n // len(FORMS)) % len(TOPICS)], n=n)
+
+
+class Soak:
+    def __init__(self, url: str, pid: int, total: int, mixed: bool) -> None:
+        self.url, self.pid, self.total, self.mixed = url, pid, total, mixed
+        self.lock = threading.Lock()
+        self.next = 0
+        self.done = 0
+        self.samples: list[tuple[int, float]] = []
+        self.statuses: dict[str, int] = {}
+        self.uploaded: list[str] = []
+        self.health_ms: list[float] = []
+        self.stop = threading.Event()
+
+    def _take(self) -> int | None:
+        with self.lock:
+            if self.next >= self.total:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _count(self, what: str, status: int) -> None:
+        with self.lock:
+            key = f"{what} {status}"
+            self.statuses[key] = self.statuses.get(key, 0) + 1
+
+    def client(self, worker: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=600) as http:
+            for op in itertools.count():
+                if self.mixed and op % 5 == 4:
+                    self._upload_or_delete(http, worker, op)
+                    continue
+                n = self._take()
+                if n is None:
+                    return
+                resp = http.post("/v1/query", json={"question": question(n)})
+                self._count("query", resp.status_code)
+                with self.lock:
+                    self.done += 1
+                    self.samples.append((self.done, rss_mib(self.pid)))
+
+    def _upload_or_delete(self, http: httpx.Client, worker: int, op: int) -> None:
+        with self.lock:
+            victim = self.uploaded.pop(0) if op % 10 == 9 and self.uploaded else None
+        if victim is not None:
+            resp = http.delete(f"/v1/collections/soak/documents/{victim}")
+            self._count("delete", resp.status_code)
+            return
+        text = f"Soak document {worker}-{op}. " + " ".join(question(op + i) for i in range(20))
+        resp = http.post(
+            "/v1/collections/soak/documents",
+            params={"wait": "true"},
+            files={"files": (f"soak-{worker}-{op}.txt", text.encode(), "text/plain")},
+        )
+        self._count("upload", resp.status_code)
+        if resp.status_code == 200:
+            ids = [r["document_id"] for r in resp.json()["results"] if r["document_id"]]
+            with self.lock:
+                self.uploaded.extend(ids)
+
+    def poll_health(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                http.get("/healthz")
+                self.health_ms.append((time.perf_counter() - start) * 1000)
+                self.stop.wait(0.5)
+
+
+def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    rag = [sys.executable, "-m", "api.cli", "--data-dir", str(data)]
+    subprocess.run([*rag, "ingest", str(ROOT / "examples")], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*rag, "serve", "--port", str(port), "--log-format", "text", "--log-level", "WARNING"],
+        env=env, stdout=subprocess.DEVNULL, stderr=(data / "serve.log").open("wb"),
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"rag serve exited: {(data / 'serve.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("rag serve did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=1000, help="distinct generations")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--mixed", action="store_true", help="uploads and deletes too")
+    ap.add_argument("--warm-up", type=int, default=100, help="requests before the fit")
+    ap.add_argument("--idle", type=float, default=60.0, help="seconds idle at the end")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table here")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.update(kv.split("=", 1) for kv in args.env)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        proc = start_server(Path(tmp), port, env)
+        try:
+            soak = Soak(f"http://127.0.0.1:{port}", proc.pid, args.requests, args.mixed)
+            rss_start = rss_mib(proc.pid)
+            poller = threading.Thread(target=soak.poll_health, daemon=True)
+            poller.start()
+            began = time.monotonic()
+            clients = [threading.Thread(target=soak.client, args=(i,)) for i in range(args.clients)]
+            for c in clients:
+                c.start()
+            for c in clients:
+                c.join()
+            elapsed = time.monotonic() - began
+            soak.stop.set()
+            time.sleep(args.idle)
+            rss_idle = rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    report = render(args, soak, rss_start, rss_idle, elapsed)
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n")
+
+
+def render(args: argparse.Namespace, soak: Soak, rss_start: float, rss_idle: float,
+           elapsed: float) -> str:  # fmt: skip
+    samples = sorted(soak.samples)
+    n = np.array([s[0] for s in samples], dtype=float)
+    rss = np.array([s[1] for s in samples])
+    after = n > args.warm_up
+    slope = float(np.polyfit(n[after], rss[after], 1)[0]) * 100 if after.sum() > 2 else float("nan")
+    warm = float(rss[after][0]) if after.any() else float("nan")
+    health = np.array(soak.health_ms or [float("nan")])
+    env = " ".join(args.env) or "(default)"
+    lines = [
+        f"soak: {soak.done} generations, {args.clients} clients, "
+        f"{'mixed with uploads/deletes' if args.mixed else 'queries only'}, server env {env}",
+        f"{elapsed:.0f} s, {soak.done / max(elapsed, 1e-9):.2f} answers/s; statuses "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(soak.statuses.items())),
+        "",
+        f"{'requests':>9} {'RSS MiB':>8}",
+    ]
+    step = max(1, len(samples) // 10)
+    for i in [*range(0, len(samples), step), len(samples) - 1]:
+        lines.append(f"{int(n[i]):>9} {rss[i]:>8.0f}")
+    idle_vs_warm = (rss_idle - warm) / warm * 100
+    lines += [
+        "",
+        f"RSS at start (models loaded)     {rss_start:8.0f} MiB",
+        f"RSS warm (request {args.warm_up + 1})         {warm:8.0f} MiB",
+        f"RSS at the end                   {rss[-1]:8.0f} MiB",
+        f"fitted slope after warm-up       {slope:8.1f} MiB per 100 requests (target < 5)",
+        f"RSS after {args.idle:.0f} s idle            {rss_idle:8.0f} MiB "
+        f"({idle_vs_warm:+.1f} % vs warm; target within 10 %)",
+        f"/healthz during the run          p50 {np.percentile(health, 50):.1f} ms, "
+        f"p99 {np.percentile(health, 99):.1f} ms, max {health.max():.1f} ms "
+        f"over {len(soak.health_ms)} probes (target p99 <= 100 ms)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
