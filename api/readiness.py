@@ -50,6 +50,7 @@ class Readiness:
             ("models", self._models),
             ("llm_backend", self._llm_backend),
             ("background_worker", self._background),
+            ("generation_queue", self._generation_queue),
         ):
             try:
                 ok, detail = fn()
@@ -126,6 +127,16 @@ class Readiness:
         if resp.status_code >= 500 or resp.status_code in (401, 403):
             return False, f"{base}/models answered {resp.status_code}"
         return True, f"{base} reachable ({resp.status_code})"
+
+    def _generation_queue(self) -> tuple[bool, str]:
+        """The queue's depth; not ready while it is full (new questions would get 503)."""
+        if "llm" not in self.platform.__dict__:
+            return True, "no generation yet"
+        q = self.platform.llm.queue
+        full = q.max_waiting > 0 and q.waiting >= q.max_waiting
+        detail = f"{q.running} running, {q.waiting} waiting of {q.max_waiting}"
+        detail += f" on {q.workers} worker(s)"
+        return not full, ("full: " if full else "") + detail
 
     def _background(self) -> tuple[bool, str]:
         workers = self.platform.workers()

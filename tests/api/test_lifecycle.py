@@ -173,3 +173,20 @@ def test_a_second_sigterm_exits_at_once(make_server) -> None:  # type: ignore[no
     assert server.proc.wait(timeout=10) == 1
     assert time.monotonic() - start < 5
     assert "second SIGTERM: exiting now" in server.close()
+
+
+def test_readyz_reports_the_generation_queue_and_is_not_ready_when_it_is_full(
+    tmp_path: Path,
+) -> None:
+    settings = api_settings(tmp_path)
+    settings.limits.generation_queue = 1
+    app = create_app(settings)
+    with TestClient(app) as client:
+        queue = app.state.platform.llm.queue  # built, the model not loaded
+        detail = client.get("/readyz").json()["checks"]["generation_queue"]
+        assert detail["ok"] and detail["detail"] == "0 running, 0 waiting of 1 on 1 worker(s)"
+        queue._waiting = 1  # as when one question waits for the worker
+        body = client.get("/readyz").json()
+        assert "generation_queue" in body["failing"]
+        assert body["checks"]["generation_queue"]["detail"].startswith("full: ")
+        queue._waiting = 0
