@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from api.answer_records import store_answer
 from api.deps import PlatformDep, TenantDep, collection_key
 from api.metrics import QUERIES, QUERY_LATENCY
 from api.observability import record_answer, record_stage
@@ -39,17 +40,18 @@ def query(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) -> dict[s
     settings = platform.settings
     start = time.perf_counter()
     outcome = "error"
+    key = collection_key(tenant, req.collection, settings)
     try:
         answer = platform.query.answer(
             req.question,
-            collection_key(tenant, req.collection, settings),
+            key,
             top_k=req.top_k or settings.retrieval.top_k,
             filter=req.filter.to_core(),
             sampling=req.sampling.to_core(settings.llm),
         )
         outcome = "abstained" if answer.abstained else "answered"
         record_answer(answer)
-        return answer_to_dict(answer)
+        return {**answer_to_dict(answer), "answer_id": store_answer(platform.engine, key, answer)}
     finally:
         QUERIES.labels(outcome=outcome).inc()
         QUERY_LATENCY.observe(time.perf_counter() - start)
@@ -61,9 +63,10 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
     generates and verifies, then `token` events carrying the final answer's text (they
     join to the answer's `answer` field exactly), then one `answer` event."""
     settings = platform.settings
+    key = collection_key(tenant, req.collection, settings)
     events = platform.query.stream(
         req.question,
-        collection_key(tenant, req.collection, settings),
+        key,
         top_k=req.top_k or settings.retrieval.top_k,
         filter=req.filter.to_core(),
         sampling=req.sampling.to_core(settings.llm),
@@ -74,7 +77,11 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
             for item in events:
                 if isinstance(item, Answer):
                     record_answer(item)
-                    yield f"event: answer\ndata: {json.dumps(answer_to_dict(item))}\n\n"
+                    body = {
+                        **answer_to_dict(item),
+                        "answer_id": store_answer(platform.engine, key, item),
+                    }
+                    yield f"event: answer\ndata: {json.dumps(body)}\n\n"
                 elif isinstance(item, Progress):
                     stage = {"stage": item.stage, **item.detail}
                     yield f"event: stage\ndata: {json.dumps(stage)}\n\n"
