@@ -10,17 +10,26 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
+# $(call apt_install,PROGRAM,PACKAGE,WHAT FAILS WITHOUT IT): apt-get install PACKAGE when
+# PROGRAM is missing; a note instead of a failure where that is not possible.
+define apt_install
+@command -v $(1) >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+  { SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+    $$SUDO apt-get update -qq && \
+    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); } || \
+  echo "note: $(2) not installed; $(3)"
+endef
+
 .PHONY: install serve test lint bench eval-gate
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	@# OCR of scanned PDF pages needs the tesseract-ocr program: installed with apt-get when
-	@# missing (as root, or through password-less sudo); the install never fails on it.
-	@command -v tesseract >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
-	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
-	    $$SUDO apt-get update -qq && \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; } || \
-	  echo "note: tesseract-ocr not installed; scanned PDF pages will fail until it is"
+	@# OCR of scanned PDF pages needs the tesseract-ocr program; the web page's browser
+	@# tests (tests/e2e/test_browser.py) drive Debian's chromium through Playwright (never
+	@# `playwright install`). Each is installed with apt-get when missing (as root, or
+	@# through password-less sudo); the install never fails on them.
+	$(call apt_install,tesseract,tesseract-ocr,scanned PDF pages will fail until it is)
+	$(call apt_install,chromium,chromium,the web page's browser tests will be skipped)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

@@ -53,3 +53,14 @@ def client(e2e_settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The screenshots the browser tests saved in this run (tests/e2e/test_browser.py)."""
+    from tests.e2e.test_browser import SCREENSHOTS, saved
+
+    if saved:
+        terminalreporter.section("web page screenshots")
+        terminalreporter.write_line(f"in {SCREENSHOTS}:")
+        for name in saved:
+            terminalreporter.write_line(f"  {name}")
