@@ -28,7 +28,7 @@ from api.limits import enforce_limits
 from api.observability import RequestContext
 from api.platform import Platform
 from api.readiness import Readiness
-from api.routers import checks, chunks, documents, evals, jobs, openai_compat, query
+from api.routers import chat, checks, chunks, documents, evals, jobs, openai_compat, query
 from api.schemas import ErrorResponse
 from core import repository
 from core.errors import LimitExceeded, RagError, Unauthorized
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = False) -> Fa
     }
     app.include_router(documents.router, **v1)
     app.include_router(query.router, **v1)
+    app.include_router(chat.router, **v1)
     app.include_router(evals.router, **v1)
     app.include_router(checks.router, **v1)
     app.include_router(jobs.router, **v1)

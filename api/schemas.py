@@ -454,3 +454,17 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ChatRequest(QueryRequest):
+    # None: a new conversation; else a turn of that one (collection: the conversation's)
+    conversation_id: str | None = Field(None, min_length=1, max_length=32)
+
+
+class FeedbackRequest(BaseModel):
+    answer_id: str = Field(..., min_length=1, max_length=32)
+    rating: Literal["up", "down"]
+    # the document that should have been cited: its id or its source name
+    correct_source: str | None = Field(None, min_length=1, max_length=1000)
+    correct_answer: str | None = Field(None, max_length=10_000)
+    comment: str | None = Field(None, max_length=10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -72,16 +72,24 @@ def query_stream(req: QueryRequest, platform: PlatformDep, tenant: TenantDep) ->
         sampling=req.sampling.to_core(settings.llm),
     )
 
+    def answer_body(answer: Answer) -> dict[str, Any]:
+        return {**answer_to_dict(answer), "answer_id": store_answer(platform.engine, key, answer)}
+
+    return answer_events(events, answer_body)
+
+
+def answer_events(
+    events: Iterator[Progress | str | Answer], answer_body: Callable[[Answer], dict[str, Any]]
+) -> StreamingResponse:
+    """A streamed answer as server-sent events: `stage`, `token` (a JSON string), one
+    `answer` (``answer_body`` of the answer, called once: it stores it) or `error`."""
+
     def sse() -> Iterator[str]:
         try:
             for item in events:
                 if isinstance(item, Answer):
                     record_answer(item)
-                    body = {
-                        **answer_to_dict(item),
-                        "answer_id": store_answer(platform.engine, key, item),
-                    }
-                    yield f"event: answer\ndata: {json.dumps(body)}\n\n"
+                    yield f"event: answer\ndata: {json.dumps(answer_body(item))}\n\n"
                 elif isinstance(item, Progress):
                     stage = {"stage": item.stage, **item.detail}
                     yield f"event: stage\ndata: {json.dumps(stage)}\n\n"
