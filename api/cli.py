@@ -598,14 +598,26 @@ def tune(
         float,
         typer.Option(help="with --abstention: share of abstentions that must be right"),
     ] = 0.8,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback",
+            help="tune on the collection's answer feedback (beside --dataset's labels when "
+            "given); stored only when it beats the current fusion on held-out labels",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search fusion parameters on labelled queries and store the best for the collection;
-    with --abstention, fit and store the collection's answer selector and abstention model."""
+    with --abstention, fit and store the collection's answer selector and abstention model;
+    with --feedback, learn from users' thumbs up/down (POST /v1/feedback)."""
     from evals.tune import render_tune, tune_fusion
 
     if abstention:
         _tune_abstention(collection, tenant, dataset or "clapnq", target_precision, as_json)
+        return
+    if feedback:
+        _tune_feedback(collection, tenant, dataset, split, as_json)
         return
     if not dataset:
         raise InvalidRequest("--dataset is required (scifact, squad or xquad)")
@@ -620,6 +632,30 @@ def tune(
         _print_json(result.to_json())
     else:
         render_tune(result, out)
+
+
+def _tune_feedback(
+    collection: str | None, tenant: str, dataset: str, split: str | None, as_json: bool
+) -> None:
+    """`rag tune --feedback`: the collection's feedback (and a data set's labels, its
+    eval collection by default) -> the tuned fusion, stored when it wins on held-out."""
+    from evals.datasets import dataset_spec, load_dataset
+    from evals.feedback_tune import render_feedback_tune, tune_with_feedback
+    from evals.retrieval_eval import eval_collection_name
+
+    platform = _platform()
+    labelled = None
+    if dataset:
+        spec = dataset_spec(dataset)
+        datasets_dir = platform.settings.datasets_dir
+        labelled = load_dataset(spec.name, split or spec.train_split, datasets_dir)
+        collection = collection or eval_collection_name(spec.name)
+    key = _ref(collection, tenant, platform.settings)
+    result = tune_with_feedback(platform, key, labelled)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        render_feedback_tune(result, out)
 
 
 def _tune_abstention(
