@@ -5,14 +5,17 @@ test-artifacts/screenshots/ (listed at the end of the run)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.app import create_app
+from core.settings import LimitsSettings
 from tests.api.conftest import api_settings
 from tests.api.live import EXAMPLES, QUESTION, serve
 
@@ -46,16 +49,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def page(browser: Any, server: str) -> Iterator[Any]:
+@contextmanager
+def opened(browser: Any, url: str) -> Iterator[Any]:
+    """The page at ``url`` in a fresh browser context; fails on any script error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server + "/")
+    pg.goto(url + "/")
+    pg.wait_for_load_state("networkidle")
     yield pg
     context.close()
-    assert not errors, errors  # no script error in the page
+    assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    with opened(browser, server) as pg:
+        yield pg
 
 
 def shot(page: Any, name: str) -> None:
@@ -96,6 +107,27 @@ def test_no_documents_yet_enter_asks_and_errors_are_words(page: Any) -> None:
     page.set_viewport_size(PHONE)
     assert fits(page)
     shot(page, "03-phone-empty")
+    # a new collection: selected, empty, made by its first upload
+    page.fill("#new-collection", "handbook")
+    page.click("#create-collection")
+    page.wait_for_selector("#collection option[value='handbook']", state="attached")
+    assert page.input_value("#collection") == "handbook"
+    assert page.inner_text("#docs") == "no documents yet: upload some"
+    assert "handbook" in page.inner_text("#collection-msg")
+
+
+def test_a_refusal_for_load_says_when_to_try_again(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = api_settings(tmp_path_factory.mktemp("limited"))
+    # two requests a minute: the page's own start-up spends them
+    settings = settings.model_copy(update={"limits": LimitsSettings(requests_per_minute=2)})
+    with serve(create_app(settings)) as url, opened(browser, url) as page:
+        turn = ask(page, "When does the ferry leave?", 1)
+        error = turn.locator(".error").inner_text()
+        assert error.startswith("Too many requests (429): more than 2 requests in a minute")
+        assert re.search(r"Try again in \d+ s\.$", error), error
+        shot(page, "11-rate-limited")
 
 
 @pytest.mark.slow
@@ -160,6 +192,14 @@ def test_upload_ask_cite_feedback_follow_up_abstain(page: Any) -> None:
     assert no.locator(".abstention strong").inner_text() == "The documents do not answer this."
     assert not no.locator(".error").count()
     shot(page, "09-abstention")
+
+    # the conversation again from the list of past ones
+    page.click("#new-conversation")
+    assert page.inner_text("#thread") == ""
+    page.select_option("#past", first)
+    page.locator("#thread .turn").nth(2).wait_for()
+    assert page.locator("#thread .turn .q").first.inner_text() == QUESTION
+    assert page.evaluate("conversationId") == first
 
     # a phone: one column, nothing wider than the screen
     page.set_viewport_size(PHONE)
