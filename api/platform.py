@@ -55,7 +55,6 @@ class Platform:
     @cached_property
     def auth(self) -> ApiKeyAuth:
         from api.auth import ApiKeyAuth
-    from api.limits import RateLimiter
 
         with self._lock:
             return ApiKeyAuth(self.engine, self.settings.api)
@@ -174,7 +173,6 @@ class Platform:
     @cached_property
     def prompt_builder(self) -> GroundedPromptBuilder:
         from generation.prompt import GroundedPromptBuilder
-    from generation.queue import QueuedLLM
 
         with self._lock:
             llm = self.llm
