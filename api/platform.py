@@ -9,6 +9,7 @@ answer = platform.query.answer("…", CollectionKey("acme", "docs"))  # a tenant
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,8 @@ from sqlalchemy.engine import Engine
 from core.db import make_engine
 from core.settings import IngestSettings, Settings
 from core.types import CollectionKey
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from api.auth import ApiKeyAuth
@@ -239,21 +242,34 @@ class Platform:
     # -- lifecycle -----------------------------------------------------------------------
 
     def startup(self, *, run_jobs: bool = False) -> dict[str, int]:
-        """Make the derived indexes agree with SQL, then finish ingests a crash interrupted;
-        ``run_jobs`` (the service) starts the ingestion worker, which resumes unfinished
-        jobs first."""
+        """Make the derived indexes agree with SQL, finish documents a crash left half
+        written, then resume (or fail, with the reason) the jobs of processes that are
+        gone; the log says what was found and repaired. ``run_jobs`` (the service) starts
+        the ingestion worker, which runs the resumed jobs first."""
         with self._lock:
             if self._started:
                 if run_jobs:
                     self.jobs.start()
-                return {"repaired": 0, "recovered": 0}
+                return {"repaired": 0, "recovered": 0, "jobs_resumed": 0, "jobs_failed": 0}
             reports = self.store.repair(self.engine)
             recovered = self.ingest.recover()
+            jobs = self.jobs.repair_unfinished()
             self._started = True
             if run_jobs:
                 self.jobs.start()
             repaired = sum(1 for r in reports if r.changed)
-            return {"repaired": repaired, "recovered": recovered}
+            resumed = sum(1 for j in jobs if j.action == "resumed")
+            log.info(
+                "restart: found %d unfinished job(s): %d resumed, %d failed; indexes "
+                "repaired: %d of %d collection(s); %d document(s) left indexing completed",
+                len(jobs), resumed, len(jobs) - resumed, repaired, len(reports), recovered,
+            )  # fmt: skip
+            return {
+                "repaired": repaired,
+                "recovered": recovered,
+                "jobs_resumed": resumed,
+                "jobs_failed": len(jobs) - resumed,
+            }
 
     def warm_up(self) -> None:
         """Load the embedding model and the LLM now rather than on the first request."""
@@ -271,10 +287,9 @@ class Platform:
         ingestion jobs worker (``startup(run_jobs=True)``) and the eval-run thread."""
         out: dict[str, bool] = {}
         jobs = self.__dict__.get("jobs")
-        # neither JobRunner nor ThreadPoolExecutor says whether its thread lives
-        job_thread: threading.Thread | None = getattr(jobs, "_thread", None)
-        if job_thread is not None:
-            out["ingest_jobs"] = job_thread.is_alive()
+        if jobs is not None and jobs.started:
+            out["ingest_jobs"] = jobs.alive
+        # ThreadPoolExecutor does not say whether its thread lives
         with self._lock:
             background = self._background
         if background is not None:

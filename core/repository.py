@@ -733,13 +733,13 @@ def list_jobs(
     return [(job, name) for job, name in s.execute(stmt).all()]
 
 
-def active_jobs(s: Session) -> Sequence[IngestionJobRow]:
-    """Worker jobs pending or running (any tenant's), oldest first."""
-    return s.scalars(
-        select(IngestionJobRow)
-        .where(IngestionJobRow.status.in_(JOB_ACTIVE), IngestionJobRow.kind != "sync")
-        .order_by(IngestionJobRow.started_at, IngestionJobRow.id)
-    ).all()
+def active_jobs(s: Session, *, sync: bool = False) -> Sequence[IngestionJobRow]:
+    """Worker jobs pending or running (any tenant's), oldest first; ``sync``: the
+    synchronous pipeline calls' running rows too (the restart repair closes those)."""
+    stmt = select(IngestionJobRow).where(IngestionJobRow.status.in_(JOB_ACTIVE))
+    if not sync:
+        stmt = stmt.where(IngestionJobRow.kind != "sync")
+    return s.scalars(stmt.order_by(IngestionJobRow.started_at, IngestionJobRow.id)).all()
 
 
 def claim_job(s: Session, job_id: str, owner: str, *, previous_owner: str | None) -> bool:

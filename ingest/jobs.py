@@ -47,6 +47,7 @@ from ingest.pipeline import (
     JobInput,
     check_source_prefix,
     outcome_dict,
+    process_owner,
     upload_source,
     walk,
 )
@@ -94,7 +95,7 @@ class JobRunner:
         self._pipeline_for = pipeline_for
         self.spool_dir = spool_dir
         self._idle_poll_s = idle_poll_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owner = process_owner(uuid.uuid4().hex[:12])
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,9 +130,12 @@ class JobRunner:
         uploads: Sequence[Upload],
         *,
         metadata: dict[str, Any] | None = None,
+        drop_if_refused: bool = False,
     ) -> str:
         """Record a pending job over spooled uploads (``spool`` with the same ``job_id``).
-        A file whose name is unusable is recorded failed at once."""
+        A file whose name is unusable is recorded failed at once. ``drop_if_refused``: when
+        the job ends with nothing ingested, the collection goes (with the job's record) if
+        the job created it and it is still unused (no document, no other job pending)."""
         files: list[dict[str, Any]] = []
         for u in uploads:
             row: dict[str, Any] = {"source": u.name, "path": u.path, "size_bytes": u.size_bytes}
@@ -146,7 +150,10 @@ class JobRunner:
                     error_code=e.code,
                 )
             files.append(row)
-        return self._add(key, "upload", {"metadata": metadata or {}}, files, job_id=job_id)
+        options: dict[str, Any] = {"metadata": metadata or {}}
+        if drop_if_refused:
+            options["drop_if_refused"] = True
+        return self._add(key, "upload", options, files, job_id=job_id)
 
     def create_path_job(
         self,
@@ -160,20 +167,32 @@ class JobRunner:
         """Record a pending job over files and folders (each folder listed now, as
         ``IngestPipeline.ingest_paths`` walks it: sorted, hidden files skipped)."""
         prefix = check_source_prefix(source_prefix)
-        files: list[dict[str, Any]] = []
+        found: list[tuple[Path, str]] = []
         for given in paths:
             path = Path(given)
             if not path.exists():
-                files.append({"source": str(given), "path": str(path.absolute())})
+                found.append((path, str(given)))
                 continue
             for file, relative in walk(path):
-                files.append(
-                    {
-                        "source": f"{prefix}/{relative}" if prefix else relative,
-                        "path": str(file.absolute()),
-                        "size_bytes": file.stat().st_size,
-                    }
-                )
+                found.append((file, f"{prefix}/{relative}" if prefix else relative))
+        return self.create_file_job(key, found, jsonl=jsonl, metadata=metadata)
+
+    def create_file_job(
+        self,
+        key: CollectionKey,
+        files: Sequence[tuple[Path, str]],
+        *,
+        jsonl: JsonlFields | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Record a pending job over (file, source) pairs named by the caller (a folder
+        watch: each changed file under its path relative to the folder)."""
+        rows: list[dict[str, Any]] = []
+        for file, source in files:
+            row: dict[str, Any] = {"source": source, "path": str(file.absolute())}
+            if file.is_file():
+                row["size_bytes"] = file.stat().st_size
+            rows.append(row)
         fields = jsonl or JsonlFields()
         options = {
             "metadata": metadata or {},
@@ -183,7 +202,7 @@ class JobRunner:
                 "title_field": fields.title_field,
             },
         }
-        return self._add(key, "paths", options, files)
+        return self._add(key, "paths", options, rows)
 
     def _add(
         self,
@@ -257,6 +276,79 @@ class JobRunner:
         self._thread = threading.Thread(target=self._work, name="rag-ingest-jobs", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread was started and still runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` was called (and ``stop`` not since)."""
+        return self._thread is not None
+
+    def repair_unfinished(self) -> list[Repair]:
+        """At start-up: every job a process that is gone left pending or running is
+        handed back to the worker (pending, no owner: its files not done are redone, those
+        done are not) or, when it cannot be resumed, failed with the reason: its
+        collection was deleted, its spooled uploads are missing, or it was a synchronous
+        pipeline call (no file list to resume from). One log line per job."""
+        with repository.read(self._engine) as s:
+            found = [
+                (j.id, j.owner)
+                for j in repository.active_jobs(s, sync=True)
+                if self._gone(j.owner, j.heartbeat_at)
+            ]
+        repairs = [r for job_id, owner in found if (r := self._repair(job_id, owner))]
+        for r in repairs:
+            log.info("restart: %s", r.line())
+        return repairs
+
+    def _repair(self, job_id: str, owner: str | None) -> Repair | None:
+        with repository.write(self._engine) as s:
+            job = repository.job_by_id(s, job_id)
+            if job is None or job.status not in repository.JOB_ACTIVE or job.owner != owner:
+                return None  # ended or taken meanwhile
+            files = repository.job_files(s, job_id)
+            left = [f for f in files if f.status in ("pending", "running")]
+            was = job.status
+            if repository.collection_by_id(s, job.collection_id) is None:
+                reason = "its collection was deleted"
+            elif job.kind == "sync":
+                reason = (
+                    "interrupted: a synchronous ingest has no file list to resume from "
+                    "(ingest again: unchanged files are skipped)"
+                )
+            else:
+                reason = ""
+            missing = [
+                f for f in left if job.kind == "upload" and not (self.spool_dir / f.path).is_file()
+            ]
+            if not reason and missing:
+                repository.update_job_files(
+                    s,
+                    [
+                        {"id": f.id, "status": "failed", "outcome": "failed",
+                         "error": f"{f.source}: the spooled upload is missing",
+                         "error_code": "spool_missing"}
+                        for f in missing
+                    ],
+                )  # fmt: skip
+                if len(missing) == len(left):
+                    reason = "spool missing"
+            counts = _counts(repository.job_file_totals(s, job_id)) if files else {}
+            if reason:
+                repository.set_job_files_status(s, job_id, ["pending", "running"], "failed")
+                repository.update_job(
+                    s, job_id, status="failed", owner=None, finished_at=repository.utcnow(),
+                    error=reason, **counts,
+                )  # fmt: skip
+                return Repair(job_id, was, "failed", len(left), len(files), reason)
+            repository.set_job_files_status(s, job_id, ["running"], "pending")
+            repository.update_job(s, job_id, status="pending", owner=None, **counts)
+            n_left = len(left) - len(missing)
+            return Repair(job_id, was, "resumed", n_left, len(files), "")
+
     def sweep_spool(self) -> int:
         """Remove the spooled uploads of jobs that no longer exist (their collection was
         deleted); returns how many folders went."""
@@ -309,8 +401,8 @@ class JobRunner:
                 return True
             beat = heartbeat if heartbeat.tzinfo else heartbeat.replace(tzinfo=UTC)
             return (repository.utcnow() - beat).total_seconds() > STALE_S
-        if int(pid) == os.getpid():
-            return owner not in _LIVE_OWNERS
+        if int(pid) == os.getpid():  # a synchronous call of this process is still running
+            return owner not in _LIVE_OWNERS and _token != "sync"
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -414,10 +506,25 @@ class JobRunner:
                 )
             else:
                 repository.update_job(s, job_id, **counts)
+            # a refused upload leaves no new empty collection (a cancelled one keeps it)
+            drop = status in ("done", "failed") and _drop_if_refused(s, job_id, counts)
+        if drop:
+            self._drop_collection(job_id)
         folder = self.spool_dir / job_id
         if status and folder.is_dir() and not any(folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)  # every spooled copy ingested
         self._notify()
+
+    def _drop_collection(self, job_id: str) -> None:
+        """The collection a refused upload created goes, unless it is in use by now."""
+        with repository.read(self._engine) as s:
+            job = repository.job_by_id(s, job_id)
+            col = None if job is None else repository.collection_by_id(s, job.collection_id)
+            key = None if col is None else CollectionKey(col.tenant, col.name)
+        if key is not None and self._pipeline_for().drop_if_unused(key):
+            log.info(
+                "ingestion job %s ingested nothing: its new collection %s removed", job_id, key
+            )
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -448,6 +555,31 @@ class JobRunner:
             _job, col = repository.get_job(s, tenant, job_id)
             files = repository.job_files(s, job_id)
             return IngestReport(col.name, job_id, tuple(_file_outcomes(files)))
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What the restart did with an unfinished job: resumed (``left`` of ``files`` to
+    ingest) or failed (``reason``)."""
+
+    job_id: str
+    was: str  # pending | running
+    action: str  # resumed | failed
+    left: int
+    files: int
+    reason: str
+
+    def line(self) -> str:
+        if self.action == "failed":
+            return f"job {self.job_id} ({self.was}) failed: {self.reason}"
+        return f"job {self.job_id} ({self.was}) resumed ({self.left} of {self.files} files left)"
+
+
+def _drop_if_refused(s: Any, job_id: str, counts: dict[str, int]) -> bool:
+    """Whether an ended job asked for its new collection to go when nothing went in."""
+    job = repository.job_by_id(s, job_id)
+    ingested = counts["n_ingested"] + counts["n_unchanged"] + counts["n_replaced"]
+    return job is not None and bool((job.options or {}).get("drop_if_refused")) and not ingested
 
 
 # -- one run's bookkeeping ---------------------------------------------------------------------

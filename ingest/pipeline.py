@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import unicodedata
@@ -538,6 +539,8 @@ class IngestPipeline:
                 collection_id = repository.get_or_create_collection(s, collection).id
                 if job_id is None:
                     job_id = repository.start_job(s, collection_id)
+                    # whose it is: a restart closes it when this process is gone
+                    repository.update_job(s, job_id, owner=process_owner("sync"))
                 self._policy = repository.get_policy(s, collection_id)
             job = _Job(on_progress, on_indexed, on_write)
             self._group_size = self._group_chunks
@@ -970,6 +973,12 @@ def check_source_prefix(prefix: str) -> str:
             "characters, e.g. 'docs' or 'team/handbook'"
         )
     return "/".join(parts)
+
+
+def process_owner(token: str) -> str:
+    """``host:pid:token``: who runs an ingestion job. A restart resumes (or closes) the
+    jobs whose process is gone; ``token`` "sync" marks a synchronous pipeline call."""
+    return f"{socket.gethostname()}:{os.getpid()}:{token}"
 
 
 def walk(path: Path) -> Iterator[tuple[Path, str]]:

@@ -101,7 +101,10 @@ async def upload_documents(
             return _refused(outcome, IngestReportPublic.of(outcome.result).model_dump(mode="json"))
         return _report(IngestReportPublic.of(outcome.result))
     existed = await run_in_threadpool(service.collection_exists, platform, key)
-    job_id = await run_in_threadpool(_spool_job, platform, key, files, limit + 1, meta)
+    # 202: the job itself removes the collection it made if nothing goes in (?wait=true
+    # does that below, once the report is read)
+    drop = not existed and not wait
+    job_id = await run_in_threadpool(_spool_job, platform, key, files, limit + 1, meta, drop)
     if not wait:
         platform.jobs.submit(job_id)
         job = await run_in_threadpool(service.get_job, platform, key.tenant, job_id, files=False)
@@ -115,13 +118,18 @@ async def upload_documents(
     if not await run_in_threadpool(platform.jobs.run, job_id):
         await run_in_threadpool(platform.jobs.wait, key.tenant, job_id)
     report = await run_in_threadpool(platform.jobs.report, key.tenant, job_id)
-    # a refused upload leaves no empty collection behind (with 202 the job keeps it)
+    # a refused upload leaves no empty collection behind
     await run_in_threadpool(service.discard_refused, platform, key, existed, report)
     return _report(IngestReportPublic.of(report))
 
 
 def _spool_job(
-    platform: Any, key: CollectionKey, files: list[UploadFile], limit: int, meta: dict[str, Any]
+    platform: Any,
+    key: CollectionKey,
+    files: list[UploadFile],
+    limit: int,
+    meta: dict[str, Any],
+    drop_if_refused: bool,
 ) -> str:
     """Each upload copied to the spool folder (streamed, at most ``limit`` bytes), then
     the pending job recorded over them."""
@@ -131,7 +139,11 @@ def _spool_job(
     for n, f in enumerate(files):
         spooled = runner.spool(job_id, n, f.file, limit)
         uploads.append(Upload(f.filename or "upload", spooled.path, spooled.size_bytes))
-    return str(runner.create_upload_job(key, job_id, uploads, metadata=meta))
+    return str(
+        runner.create_upload_job(
+            key, job_id, uploads, metadata=meta, drop_if_refused=drop_if_refused
+        )
+    )
 
 
 def _report(body: IngestReportPublic) -> Any:

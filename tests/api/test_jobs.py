@@ -3,7 +3,10 @@ SQLite, FAISS and BM25 files, the real embedding model; spooled uploads on disk.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +17,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.platform import Platform
 from core import repository
+from core.settings import Settings
 from core.types import CollectionKey
+from ingest.jobs import Upload
 from tests.api.conftest import TenantClient, api_settings, bearer
 
 DOCS = {
@@ -179,15 +184,21 @@ def test_jobs_are_tenant_scoped(tmp_path: Path, make_key: Callable[..., str]) ->
         assert client.get("/v1/jobs", headers=bearer("rag_nope")).status_code == 401
 
 
-def test_a_job_left_running_by_a_crash_is_resumed_at_start_up(tmp_path: Path) -> None:
+def started_over_a_folder(tmp_path: Path) -> tuple[Settings, Path, Platform]:
+    """The settings, a folder of DOCS and a started platform (no worker)."""
     settings = api_settings(tmp_path / "data")
     folder = tmp_path / "in"
     folder.mkdir()
     for name, text in DOCS.items():
         (folder / name).write_text(text)
-    key = CollectionKey("default", "docs")
     first = Platform(settings)
     first.startup()
+    return settings, folder, first
+
+
+def test_a_job_left_running_by_a_crash_is_resumed_at_start_up(tmp_path: Path) -> None:
+    settings, folder, first = started_over_a_folder(tmp_path)
+    key = CollectionKey("default", "docs")
     job_id = first.jobs.create_path_job(key, [folder])
     # the state a crash leaves: a worker that is gone, one file done, one mid-way
     with repository.write(first.engine) as s:
@@ -239,3 +250,86 @@ def test_cli_ingest_records_a_job_and_retries_failed_files(tmp_path: Path, rag) 
     assert [f["status"] for f in shown["files"]] == ["done", "retried"]
     assert shown["retried_by"]
     assert rag.fails("jobs", "show", job_id, "--tenant", "acme").code == "job_not_found"
+
+
+def test_restart_resumes_or_fails_every_unfinished_job_and_logs_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kill -9 mid-burst, then a restart: no job stays "running"; each is resumed (its
+    files not done re-queued) or failed with the reason, one log line each and a summary."""
+    settings, folder, first = started_over_a_folder(tmp_path)
+    key = CollectionKey("default", "docs")
+    runner = first.jobs
+    resumable = runner.create_path_job(key, [folder])
+    spooled = repository.new_id()
+    uploads = [runner.spool(spooled, n, io.BytesIO(t.encode()), 10_000) for n, t in
+               enumerate(DOCS.values())]  # fmt: skip
+    uploads = [Upload(name, u.path, u.size_bytes) for name, u in zip(DOCS, uploads, strict=True)]
+    runner.create_upload_job(key, spooled, uploads)
+    shutil.rmtree(runner.spool_dir / spooled)  # the spool folder lost with the crash
+    with repository.write(first.engine) as s:
+        for job_id in (resumable, spooled):
+            assert repository.claim_job(s, job_id, "elsewhere:1:gone", previous_owner=None)
+            repository.update_job(s, job_id, heartbeat_at=None)  # its host went quiet
+        files = repository.job_files(s, resumable)
+        repository.update_job_files(
+            s, [{"id": files[0].id, "status": "done", "outcome": "ingested"},
+                {"id": files[1].id, "status": "running"}],
+        )  # fmt: skip
+        collection_id = repository.get_collection(s, key).id
+        sync = repository.start_job(s, collection_id)  # a synchronous ingest, its owner gone
+        repository.update_job(s, sync, owner="elsewhere:1:sync")
+        orphan = repository.add_job(s, "no-such-collection", kind="paths", options={}, files=[])
+        repository.update_job(s, orphan, status="running", owner="elsewhere:1:gone")
+    first.shutdown()
+
+    second = Platform(settings)
+    caplog.set_level(logging.INFO)
+    try:
+        counts = second.startup()
+        with repository.read(second.engine) as s:
+            status = {j: repository.job_by_id(s, j) for j in (resumable, spooled, sync, orphan)}
+            files = repository.job_files(s, resumable)
+        assert [f.status for f in files] == ["done", "pending", "pending"]
+        assert status[resumable].status == "pending" and status[resumable].owner is None
+        for j in (spooled, sync, orphan):
+            assert status[j].status == "failed" and status[j].finished_at is not None
+        assert status[spooled].error == "spool missing"
+        assert status[orphan].error == "its collection was deleted"
+        assert (counts["jobs_resumed"], counts["jobs_failed"]) == (1, 3)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("restart:")]
+        assert f"restart: job {resumable} (running) resumed (2 of 3 files left)" in lines
+        assert f"restart: job {spooled} (running) failed: spool missing" in lines
+        assert any(
+            ln.startswith(f"restart: job {sync} (running) failed: interrupted") for ln in lines
+        )
+        assert lines[-1].startswith("restart: found 4 unfinished job(s): 1 resumed, 3 failed; ")
+        assert "indexes repaired: 0 of 1 collection(s)" in lines[-1]
+        # a third start finds nothing left to fail; the queued job stays queued
+        third = Platform(settings)
+        assert [(r.job_id, r.was, r.action) for r in third.jobs.repair_unfinished()] == [
+            (resumable, "pending", "resumed")
+        ]
+        third.shutdown()
+        second.jobs.start()
+        assert second.jobs.alive
+        assert second.jobs.wait("default", resumable, timeout=120).status == "done"
+    finally:
+        second.shutdown()
+    assert not second.jobs.alive
+
+
+def test_a_202_upload_that_ingests_nothing_leaves_no_new_collection(api: TenantClient) -> None:
+    refused = {"empty.txt": "   ", "tool.exe": "MZ not a document"}
+    job = upload(api, "junk", refused).json()
+    deadline = time.monotonic() + 60
+    while api.get(f"/v1/jobs/{job['id']}").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert api.get(f"/v1/jobs/{job['id']}").status_code == 404  # went with its collection
+    names = [c["name"] for c in api.get("/v1/collections").json()["data"]]
+    assert "junk" not in names
+    # a collection that holds documents keeps them, and the refused job stays listed
+    assert wait_for(api, upload(api, "docs", DOCS).json()["id"])["status"] == "done"
+    again = wait_for(api, upload(api, "docs", refused).json()["id"])
+    assert (again["status"], again["failed"]) == ("done", 2)
+    assert len(api.get("/v1/collections/docs/documents").json()["data"]) == 3
