@@ -198,10 +198,23 @@ def ingest(
             "background (`rag jobs show ID`)",
         ),
     ] = True,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="keep the collection in sync with one folder until Ctrl-C: new and "
+            "changed files ingested (one job per batch), deleted files' documents deleted",
+        ),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="--watch: look for changes every N seconds (polling) instead "
+                     "of file-system events", min=0.1),
+    ] = None,
 ) -> None:
     """Ingest files and folders as a job recorded in SQL (`rag jobs list`); prints per
     file: ingested / unchanged / replaced / failed. A collection with a gate is ingested
-    through its gate suite instead (no job)."""
+    through its gate suite instead (no job). ``--watch FOLDER`` keeps syncing."""
     from api.service import collection_exists, discard_refused, has_gate
     from ingest.jsonl import JsonlFields
 
@@ -209,6 +222,13 @@ def ingest(
     name = _ref(collection, tenant, platform.settings)
     fields = JsonlFields(id_field=id_field, text_field=text_field, title_field=title_field)
     gated = has_gate(platform, name)
+    if watch:
+        from api.cli_watch import watch_folder
+
+        if gated or len(paths) != 1 or not paths[0].is_dir():
+            raise InvalidRequest("--watch takes one folder, into a collection without a gate")
+        watch_folder(platform, name, paths[0], source_prefix, fields, interval, as_json)
+        return
     existed = collection_exists(platform, name)
     job_id = None
     if not gated:
