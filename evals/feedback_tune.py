@@ -82,13 +82,16 @@ def feedback_labels(engine: Engine, collection_id: str) -> FeedbackLabels:
     return FeedbackLabels(queries, qrels, n_up, n_corrected, n_skipped)
 
 
-def held_out_split(qids: Sequence[str], share: float = HELD_OUT) -> tuple[list[str], list[str]]:
-    """(train, held-out): the ``share`` of ids with the smallest sha256 are held out (at
-    least one, and at least one left to train on); the same ids split the same way."""
-    ranked = sorted(qids, key=lambda q: hashlib.sha256(q.encode()).hexdigest())
+def held_out_split(
+    queries: Mapping[str, str], share: float = HELD_OUT
+) -> tuple[list[str], list[str]]:
+    """(train, held-out) query ids: the ``share`` whose text has the smallest sha256 are
+    held out (at least one, and at least one left to train on), so the same questions
+    split the same way whatever their ids."""
+    ranked = sorted(queries, key=lambda q: (hashlib.sha256(queries[q].encode()).hexdigest(), q))
     n_held = min(max(1, math.ceil(share * len(ranked))), len(ranked) - 1)
     held = set(ranked[:n_held])
-    return [q for q in qids if q not in held], [q for q in qids if q in held]
+    return [q for q in queries if q not in held], [q for q in queries if q in held]
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def tune_with_feedback(
             f"feedback ({labels.n_skipped} feedback without a usable label); tuning needs at "
             "least 2 (thumbs up on cited answers, or thumbs down naming the right document)"
         )
-    train, held = held_out_split(list(qrels), held_out)
+    train, held = held_out_split({q: queries[q] for q in qrels}, held_out)
     k = stages.settings.retrieval.candidate_k
     on_train = tune_on_collection(
         stages.retriever,

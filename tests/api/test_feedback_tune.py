@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.platform import Platform
 from core import repository
 from core.db import make_engine
 from core.settings import Settings
 from core.types import CollectionKey
-from evals.feedback_tune import held_out_split
+from evals.feedback_tune import held_out_split, tune_with_feedback
 from tests.api.conftest import TenantClient, api_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -33,11 +34,12 @@ ASKED: list[tuple[str, str | None]] = [
 
 
 def test_the_held_out_split_is_deterministic() -> None:
-    ids = [f"q{i}" for i in range(10)]
-    train, held = held_out_split(ids)
-    assert len(held) == 3 and sorted(train + held) == sorted(ids)
-    assert held_out_split(list(reversed(ids)))[1] == list(reversed(held))
-    assert [len(p) for p in held_out_split(["a", "b"])] == [1, 1]
+    queries = {f"q{i}": f"question {i}" for i in range(10)}
+    train, held = held_out_split(queries)
+    assert len(held) == 3 and sorted(train + held) == sorted(queries)
+    renamed = {f"other-{q}": text for q, text in queries.items()}  # new ids, same questions
+    assert held_out_split(renamed)[1] == [f"other-{q}" for q in held]
+    assert [len(p) for p in held_out_split({"a": "x", "b": "y"})] == [1, 1]
 
 
 @pytest.mark.slow
@@ -75,6 +77,78 @@ def test_feedback_through_the_api_tunes_fusion_only_when_it_wins(rag) -> None:
     # the same labels again: the tuned fusion is the current one now, never stored twice
     again = rag("tune", "--feedback", "--collection", "docs").output
     assert "held-out ndcg@10: current" in again and "kept the current fusion" in again
+
+
+# Questions that share no word with their document: BM25 alone misses what dense finds.
+PARAPHRASED = {
+    "bakery.txt": (
+        "The bakery sells rye bread and cinnamon buns from seven in the morning.",
+        "Where can I buy pastries early?",
+    ),
+    "trains.txt": (
+        "The night train to the capital leaves the central station at ten.",
+        "When does the overnight railway service depart?",
+    ),
+    "lighthouse.txt": (
+        "The lighthouse on the island is painted green with white stripes.",
+        "What colour is the coastal beacon tower?",
+    ),
+    "dentist.txt": (
+        "The dentist repairs cavities and whitens teeth on Tuesdays.",
+        "Who fixes holes in molars?",
+    ),
+    "garden.txt": (
+        "Tomatoes and cucumbers grow in the greenhouse behind the school.",
+        "Where are vegetables cultivated under glass?",
+    ),
+    "museum.txt": (
+        "The museum shows ancient Egyptian mummies and pharaoh statues.",
+        "Which exhibition hall displays old relics from the Nile?",
+    ),
+    "bike.txt": (
+        "Bicycles can be rented at the harbour for ten euros a day.",
+        "How much does hiring a cycle cost?",
+    ),
+    "library.txt": (
+        "The library lends novels and comics for three weeks.",
+        "How long may I borrow books?",
+    ),
+}
+
+
+def test_a_fusion_that_wins_on_held_out_feedback_is_stored_once(tmp_path: Path) -> None:
+    platform = Platform(Settings(data_dir=tmp_path / "data"))
+    platform.startup()
+    key = CollectionKey("default", "para")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, (text, _) in PARAPHRASED.items():
+        (src / name).write_text(text)
+    platform.ingest.ingest_paths([src], key)
+    with repository.write(platform.engine) as s:  # answers stored as the API stores them
+        cid = repository.get_collection(s, key).id
+        for name, (_, question) in PARAPHRASED.items():
+            answer = repository.add_answer(
+                s, collection_id=cid, question=question, text="", abstained=True
+            )
+            repository.set_feedback(s, answer.id, rating="down", correct_source=name)
+        repository.set_fusion(s, key, "weighted", None, 0.0, {"objective": "by hand"})  # BM25
+
+    first = tune_with_feedback(platform, key)
+    assert (first.n_feedback, first.n_train, first.n_held_out) == (8, 5, 3)
+    assert first.tuned.value > first.current.value and first.current.alpha == 0.0
+    assert first.stored
+    with repository.read(platform.engine) as s:
+        row = repository.get_collection(s, key)
+        assert (row.fusion_mode, row.rrf_k, row.alpha) == (
+            first.tuned.mode.value,
+            first.tuned.rrf_k,
+            first.tuned.alpha,
+        )
+        assert row.tuned_metric is not None and row.tuned_metric["dataset"] == "feedback"
+    again = tune_with_feedback(platform, key)
+    assert again.current == again.tuned and not again.stored
+    platform.shutdown()
 
 
 def test_too_few_labels_is_said(rag) -> None:
