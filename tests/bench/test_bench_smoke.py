@@ -69,3 +69,12 @@ def test_soak_prints_rss_slope_and_health() -> None:
     )  # fmt: skip
     assert "fitted slope after warm-up" in out and "/healthz during the run" in out
     assert "query 200: 6" in out
+
+
+def test_job_crash(tmp_path: Path) -> None:
+    out = run(
+        "-m", "bench.job_crash", "--trials", "1", "--files", "4", "--max-kill", "1",
+        "--out", str(tmp_path / "crash.txt"),
+    )  # fmt: skip
+    assert "1 of 1 trials consistent" in out and "| consistent |" in out
+    assert (tmp_path / "crash.txt").read_text().startswith("# python -m bench.job_crash")
