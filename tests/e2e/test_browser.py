@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
+from api.auth import create_api_key
 from core.settings import LimitsSettings
 from tests.api.conftest import api_settings
 from tests.api.live import EXAMPLES, QUESTION, serve
@@ -128,6 +129,22 @@ def test_a_refusal_for_load_says_when_to_try_again(
         assert error.startswith("Too many requests (429): more than 2 requests in a minute")
         assert re.search(r"Try again in \d+ s\.$", error), error
         shot(page, "11-rate-limited")
+
+
+def test_a_server_that_needs_a_key_says_so_and_takes_one(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    app = create_app(api_settings(tmp_path_factory.mktemp("keyed"), auth_required=True))
+    with serve(app) as url, opened(browser, url) as page:
+        page.wait_for_selector("#auth-msg:not([hidden])")
+        assert page.inner_text("#auth-msg").startswith("Not authorized: ")
+        assert page.inner_text("#auth-msg").endswith("Enter your API key at the top right.")
+        shot(page, "12-api-key-needed")
+        page.fill("#api-key", create_api_key(app.state.platform.engine, "web").secret)
+        page.click("#api-key-save")
+        page.wait_for_selector("#auth-msg", state="hidden")
+        page.wait_for_selector("#docs li.muted")
+        assert page.inner_text("#docs") == "no documents yet: upload some"
 
 
 @pytest.mark.slow
