@@ -18,6 +18,8 @@ jobs whose owner is gone (its process ended, or another host stopped reporting):
 left "running" go back to "pending" and files already done are not redone (a document a
 crash left half-written is completed by ``IngestPipeline.recover()`` first, so its file
 is then "unchanged"). A shutdown stops between files and hands the job back as pending.
+``repair_unfinished`` (``Platform.startup``) does this for every such job at start-up, or
+fails the job with its reason when it cannot be resumed, and logs one line per job.
 """
 
 from __future__ import annotations
@@ -297,7 +299,8 @@ class JobRunner:
             found = [
                 (j.id, j.owner)
                 for j in repository.active_jobs(s, sync=True)
-                if self._gone(j.owner, j.heartbeat_at)
+                # a synchronous call never beats: on another host, its start is its age
+                if self._gone(j.owner, j.heartbeat_at if j.kind != "sync" else j.started_at)
             ]
         repairs = [r for job_id, owner in found if (r := self._repair(job_id, owner))]
         for r in repairs:

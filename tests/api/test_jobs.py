@@ -9,6 +9,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -278,7 +279,8 @@ def test_restart_resumes_or_fails_every_unfinished_job_and_logs_each(
         )  # fmt: skip
         collection_id = repository.get_collection(s, key).id
         sync = repository.start_job(s, collection_id)  # a synchronous ingest, its owner gone
-        repository.update_job(s, sync, owner="elsewhere:1:sync")
+        an_hour_ago = repository.utcnow() - timedelta(hours=1)
+        repository.update_job(s, sync, owner="elsewhere:1:sync", started_at=an_hour_ago)
         orphan = repository.add_job(s, "no-such-collection", kind="paths", options={}, files=[])
         repository.update_job(s, orphan, status="running", owner="elsewhere:1:gone")
     first.shutdown()
