@@ -65,6 +65,13 @@ from ingest.ports import ChunkIndexer, ContentChecks, Embedder
 
 log = logging.getLogger(__name__)
 
+
+def _upload_too_large(source: str, max_bytes: int) -> DocumentTooLarge:
+    return DocumentTooLarge(
+        f"{source}: the upload is over the limit of {max_bytes:,} bytes "
+        "(ingest.max_file_bytes); ingest large corpora from a path"
+    )
+
 ProgressCallback = Callable[[IngestOutcome], None]
 
 GROUP_CHUNKS = 1024  # chunks embedded and written together (grows when index writes are slow)
@@ -471,7 +478,11 @@ class IngestPipeline:
             yield _Input(f.source, error=missing)
             return
         if f.upload:
-            # at most one byte past the limit was spooled: the loader refuses it by size
+            # at most one byte past the limit was spooled: refused unread (never in memory)
+            max_bytes = self._settings.max_file_bytes
+            if f.path.stat().st_size > max_bytes:
+                yield _Input(f.source, error=_upload_too_large(f.source, max_bytes))
+                return
             yield from self._file_inputs([(f.source, f.path.read_bytes())])
             return
         yield from self._one_path_inputs(f.path, f.source, fields, self._settings.max_file_bytes)
@@ -496,13 +507,7 @@ class IngestPipeline:
                 continue
             if PurePath(source).suffix.lower() in JSONL_EXTENSIONS:
                 if len(data) > max_bytes:  # an upload over the limit arrives cut short
-                    yield _Input(
-                        source,
-                        error=DocumentTooLarge(
-                            f"{source}: the upload is over the limit of {max_bytes:,} bytes "
-                            "(ingest.max_file_bytes); ingest large corpora from a path"
-                        ),
-                    )
+                    yield _Input(source, error=_upload_too_large(source, max_bytes))
                     continue
                 yield from _jsonl_inputs(
                     source,

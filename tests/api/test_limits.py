@@ -228,3 +228,15 @@ def test_a_key_over_its_concurrent_generations_gets_429(full_app) -> None:
     assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_generations"
     assert int(r.headers["Retry-After"]) >= 1
     assert client.get("/healthz").status_code == 200  # health answers meanwhile
+
+
+@pytest.mark.slow
+def test_an_upload_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    """Spooled to disk one byte past ingest.max_file_bytes (200 kB here), then refused
+    by its size alone: the job never reads it into memory."""
+    with TestClient(create_app(api_settings(tmp_path / "data"))) as client:
+        r = TenantClient(client, None).upload("docs", {"big.txt": "word " * 50_000})
+    assert r.status_code == 413, r.text
+    error = r.json()["error"]
+    assert error["code"] == "document_too_large"
+    assert "over the limit of 200,000 bytes" in error["message"], error

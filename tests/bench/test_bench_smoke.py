@@ -78,3 +78,12 @@ def test_job_crash(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "1 of 1 trials consistent" in out and "| consistent |" in out
     assert (tmp_path / "crash.txt").read_text().startswith("# python -m bench.job_crash")
+
+
+def test_load_test(tmp_path: Path) -> None:
+    out = run(
+        "-m", "bench.load_test", "--clients", "4", "--seconds", "5", "--keys", "2",
+        "--big-upload-mb", "0", "--out", str(tmp_path / "load.txt"),
+    )  # fmt: skip
+    assert "5xx: 0" in out and ", lost 0" in out and "server RSS: start" in out
+    assert (tmp_path / "load.txt").read_text().strip() == out.strip()
