@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from generation.compose import AnswerComposer
     from generation.pipeline import QueryPipeline
     from generation.prompt import GroundedPromptBuilder
-    from generation.queue import QueuedLLM
+    from generation.queue import QueuedLLM, ThreadBoundEmbedder
     from ingest.embedding import SentenceTransformerEmbedder
     from ingest.jobs import JobRunner
     from ingest.pipeline import IngestPipeline
@@ -96,7 +96,12 @@ class Platform:
         from ingest.jobs import JobRunner
 
         with self._lock:
-            return JobRunner(self.engine, lambda: self.ingest, self.settings.data_dir / "spool")
+            return JobRunner(
+                self.engine,
+                lambda: self.ingest,
+                self.settings.data_dir / "spool",
+                refused_keep_s=self.settings.ingest.refused_upload_keep_s,
+            )
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """A pipeline over the same engine, embedder and indexes with other chunking
@@ -142,7 +147,11 @@ class Platform:
 
                 reranker = CrossEncoderReranker(self.settings.retrieval.reranker_path)
             return HybridRetriever(
-                self.engine, self.store, self.embedder, self.settings.retrieval, reranker=reranker
+                self.engine,
+                self.store,
+                self.query_embedder,
+                self.settings.retrieval,
+                reranker=reranker,
             )
 
     @cached_property
@@ -165,6 +174,15 @@ class Platform:
             watch_generation_queue(generation_queue)
             llm = build_llm(self.settings.llm, self.settings.models_dir)
             return QueuedLLM(llm, generation_queue)
+
+    @cached_property
+    def query_embedder(self) -> ThreadBoundEmbedder:
+        """The embedding model for questions and answers, on a thread of its own
+        (ingestion uses ``embedder`` directly)."""
+        from generation.queue import ThreadBoundEmbedder
+
+        with self._lock:
+            return ThreadBoundEmbedder(self.embedder)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -196,7 +214,7 @@ class Platform:
                 self.retriever,
                 self.llm,
                 self.prompt_builder,
-                self.embedder,
+                self.query_embedder,
                 self.settings.guards,
                 sampling_from_settings(self.settings.llm),
                 composer_for=self.composer_for,
@@ -237,6 +255,8 @@ class Platform:
             background.shutdown(wait=True)
         if "llm" in self.__dict__:
             self.llm.close()  # its workers finish what they run; a later call restarts them
+        if "query_embedder" in self.__dict__:
+            self.query_embedder.close()
         self.engine.dispose()  # closes pooled connections; the engine reconnects if used
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -742,6 +742,26 @@ def active_jobs(s: Session, *, sync: bool = False) -> Sequence[IngestionJobRow]:
     return s.scalars(stmt.order_by(IngestionJobRow.started_at, IngestionJobRow.id)).all()
 
 
+def ended_empty_jobs(
+    s: Session, kind: str, before: datetime, *, limit: int = 100
+) -> Sequence[IngestionJobRow]:
+    """The latest ``limit`` jobs of ``kind`` that ended done or failed before ``before``
+    with nothing ingested, unchanged or replaced, newest first."""
+    return s.scalars(
+        select(IngestionJobRow)
+        .where(
+            IngestionJobRow.kind == kind,
+            IngestionJobRow.status.in_(("done", "failed")),
+            IngestionJobRow.finished_at < before,
+            IngestionJobRow.n_ingested == 0,
+            IngestionJobRow.n_unchanged == 0,
+            IngestionJobRow.n_replaced == 0,
+        )
+        .order_by(IngestionJobRow.finished_at.desc())
+        .limit(limit)
+    ).all()
+
+
 def claim_job(s: Session, job_id: str, owner: str, *, previous_owner: str | None) -> bool:
     """Take a pending job, or a running one whose worker (``previous_owner``) is gone, for
     ``owner``: a compare-and-set, so two workers never both run it."""

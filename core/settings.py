@@ -38,6 +38,10 @@ class IngestSettings(BaseModel):
     # Text under an extension no loader reads (.log, .py, none) is refused naming the
     # supported ones; True reads it as plain text.
     unknown_as_text: bool = False
+    # An upload job (202) that ingests nothing into a collection it created: the
+    # collection (and the job's record) goes this long after the job ended, so the job's
+    # report can still be read (GET /v1/jobs/{id}, its event stream).
+    refused_upload_keep_s: float = Field(300.0, ge=0.0)
     embed_batch_size: int = Field(64, ge=1)
     # A sentence-transformers folder; None means the bundled all-MiniLM-L6-v2.
     embedding_model_path: str | None = None

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -92,8 +92,10 @@ class JobRunner:
         spool_dir: Path,
         *,
         idle_poll_s: float = IDLE_POLL_S,
+        refused_keep_s: float = 300.0,
     ) -> None:
         self._engine = engine
+        self._refused_keep_s = refused_keep_s
         self._pipeline_for = pipeline_for
         self.spool_dir = spool_dir
         self._idle_poll_s = idle_poll_s
@@ -136,8 +138,9 @@ class JobRunner:
     ) -> str:
         """Record a pending job over spooled uploads (``spool`` with the same ``job_id``).
         A file whose name is unusable is recorded failed at once. ``drop_if_refused``: when
-        the job ends with nothing ingested, the collection goes (with the job's record) if
-        the job created it and it is still unused (no document, no other job pending)."""
+        the job ends with nothing ingested, the collection goes (with the job's record)
+        ``refused_keep_s`` later if the job created it and it is still unused (no document,
+        no job pending): ``drop_refused``, which the worker runs while idle."""
         files: list[dict[str, Any]] = []
         for u in uploads:
             row: dict[str, Any] = {"source": u.name, "path": u.path, "size_bytes": u.size_bytes}
@@ -384,6 +387,7 @@ class JobRunner:
                     if self._stop.is_set():
                         break
                     self.run(job_id, previous_owner=previous)
+                self.drop_refused()
             except Exception:  # a database hiccup: try again after the poll
                 log.exception("the ingestion worker failed; retrying")
             self._wake.wait(self._idle_poll_s)
@@ -509,25 +513,39 @@ class JobRunner:
                 )
             else:
                 repository.update_job(s, job_id, **counts)
-            # a refused upload leaves no new empty collection (a cancelled one keeps it)
-            drop = status in ("done", "failed") and _drop_if_refused(s, job_id, counts)
-        if drop:
-            self._drop_collection(job_id)
         folder = self.spool_dir / job_id
         if status and folder.is_dir() and not any(folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)  # every spooled copy ingested
         self._notify()
 
-    def _drop_collection(self, job_id: str) -> None:
-        """The collection a refused upload created goes, unless it is in use by now."""
+    def drop_refused(self) -> int:
+        """Remove the collections that upload jobs asked for (``drop_if_refused``) and that
+        are still unused ``refused_keep_s`` after the job ingested nothing into them;
+        returns how many went. A collection in use by then is kept (and not asked again)."""
+        before = repository.utcnow() - timedelta(seconds=self._refused_keep_s)
         with repository.read(self._engine) as s:
-            job = repository.job_by_id(s, job_id)
-            col = None if job is None else repository.collection_by_id(s, job.collection_id)
-            key = None if col is None else CollectionKey(col.tenant, col.name)
-        if key is not None and self._pipeline_for().drop_if_unused(key):
+            jobs = repository.ended_empty_jobs(s, "upload", before)
+            flagged = [j.id for j in jobs if (j.options or {}).get("drop_if_refused")]
+        asked = []
+        for job_id in flagged:
+            with repository.write(self._engine) as s:
+                job = repository.job_by_id(s, job_id)
+                options = dict(job.options or {}) if job is not None else {}
+                if job is None or not options.pop("drop_if_refused", False):
+                    continue  # gone, or asked by another worker meanwhile
+                repository.update_job(s, job_id, options=options)  # asked once
+                col = repository.collection_by_id(s, job.collection_id)
+                if col is not None:
+                    asked.append((job_id, CollectionKey(col.tenant, col.name)))
+        return sum(1 for job_id, key in asked if self._drop_collection(job_id, key))
+
+    def _drop_collection(self, job_id: str, key: CollectionKey) -> bool:
+        if self._pipeline_for().drop_if_unused(key):
             log.info(
                 "ingestion job %s ingested nothing: its new collection %s removed", job_id, key
             )
+            return True
+        return False
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -576,13 +594,6 @@ class Repair:
         if self.action == "failed":
             return f"job {self.job_id} ({self.was}) failed: {self.reason}"
         return f"job {self.job_id} ({self.was}) resumed ({self.left} of {self.files} files left)"
-
-
-def _drop_if_refused(s: Any, job_id: str, counts: dict[str, int]) -> bool:
-    """Whether an ended job asked for its new collection to go when nothing went in."""
-    job = repository.job_by_id(s, job_id)
-    ingested = counts["n_ingested"] + counts["n_unchanged"] + counts["n_replaced"]
-    return job is not None and bool((job.options or {}).get("drop_if_refused")) and not ingested
 
 
 # -- one run's bookkeeping ---------------------------------------------------------------------

@@ -101,8 +101,8 @@ async def upload_documents(
             return _refused(outcome, IngestReportPublic.of(outcome.result).model_dump(mode="json"))
         return _report(IngestReportPublic.of(outcome.result))
     existed = await run_in_threadpool(service.collection_exists, platform, key)
-    # 202: the job itself removes the collection it made if nothing goes in (?wait=true
-    # does that below, once the report is read)
+    # 202: a collection the job made and nothing went into goes ingest.refused_upload_keep_s
+    # after the job ended (its report readable meanwhile); ?wait=true removes it below
     drop = not existed and not wait
     job_id = await run_in_threadpool(_spool_job, platform, key, files, limit + 1, meta, drop)
     if not wait:

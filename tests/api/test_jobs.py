@@ -321,17 +321,26 @@ def test_restart_resumes_or_fails_every_unfinished_job_and_logs_each(
     assert not second.jobs.alive
 
 
-def test_a_202_upload_that_ingests_nothing_leaves_no_new_collection(api: TenantClient) -> None:
+def test_a_202_upload_that_ingests_nothing_leaves_no_new_collection(tmp_path: Path) -> None:
+    """Its job is readable for ingest.refused_upload_keep_s, then the collection it made
+    goes with it; a collection that holds documents stays."""
+    settings = api_settings(tmp_path / "data")
+    settings.ingest.refused_upload_keep_s = 2.0
     refused = {"empty.txt": "   ", "tool.exe": "MZ not a document"}
-    job = upload(api, "junk", refused).json()
-    deadline = time.monotonic() + 60
-    while api.get(f"/v1/jobs/{job['id']}").status_code == 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert api.get(f"/v1/jobs/{job['id']}").status_code == 404  # went with its collection
-    names = [c["name"] for c in api.get("/v1/collections").json()["data"]]
-    assert "junk" not in names
-    # a collection that holds documents keeps them, and the refused job stays listed
-    assert wait_for(api, upload(api, "docs", DOCS).json()["id"])["status"] == "done"
-    again = wait_for(api, upload(api, "docs", refused).json()["id"])
-    assert (again["status"], again["failed"]) == ("done", 2)
-    assert len(api.get("/v1/collections/docs/documents").json()["data"]) == 3
+    with TestClient(create_app(settings)) as client:
+        api = TenantClient(client, None)
+        job = wait_for(api, upload(api, "junk", refused).json()["id"])
+        assert (job["status"], job["failed"]) == ("done", 2)  # the report readable first
+        deadline = time.monotonic() + 60
+        while api.get(f"/v1/jobs/{job['id']}").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert api.get(f"/v1/jobs/{job['id']}").status_code == 404  # went with it
+        assert "junk" not in [c["name"] for c in api.get("/v1/collections").json()["data"]]
+        # a collection that holds documents keeps them, and its refused job stays
+        assert wait_for(api, upload(api, "docs", DOCS).json()["id"])["status"] == "done"
+        again = wait_for(api, upload(api, "docs", refused).json()["id"])
+        assert (again["status"], again["failed"]) == ("done", 2)
+        time.sleep(5)
+        assert api.get(f"/v1/jobs/{again['id']}").status_code == 200
+        assert len(api.get("/v1/collections/docs/documents").json()["data"]) == 3
