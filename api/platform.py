@@ -13,8 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -40,6 +39,34 @@ if TYPE_CHECKING:
     from retrieval.store import IndexStore
 
 
+T = TypeVar("T")
+
+
+class built_once(Generic[T]):  # noqa: N801 - used like functools.cached_property
+    """A stage built on first use, once, under the platform's one re-entrant lock.
+
+    ``functools.cached_property`` (Python 3.11) builds under a lock of each property's
+    own: a thread building ``retriever`` (its lock, then the platform's) and one building
+    ``query`` (the platform's lock, then ``retriever``'s) deadlocked every request thread
+    on a cold server's first concurrent questions. One lock has no order to get wrong."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __get__(self, platform: Any, owner: type | None = None) -> T:
+        if platform is None:
+            return self  # type: ignore[return-value]  # the descriptor itself, on the class
+        built: dict[str, Any] = platform.__dict__
+        if self.name not in built:
+            with platform._lock:
+                if self.name not in built:
+                    built[self.name] = self.build(platform)
+        value: T = built[self.name]
+        return value
+
+
 class Platform:
     """Holds the engine and lazily built stages; safe to share between request threads."""
 
@@ -55,14 +82,14 @@ class Platform:
 
     # -- stages (built on first use) ---------------------------------------------------
 
-    @cached_property
+    @built_once
     def auth(self) -> ApiKeyAuth:
         from api.auth import ApiKeyAuth
 
         with self._lock:
             return ApiKeyAuth(self.engine, self.settings.api)
 
-    @cached_property
+    @built_once
     def embedder(self) -> SentenceTransformerEmbedder:
         from ingest.embedding import SentenceTransformerEmbedder
 
@@ -73,14 +100,14 @@ class Platform:
                 batch_size=self.settings.ingest.embed_batch_size,
             )
 
-    @cached_property
+    @built_once
     def store(self) -> IndexStore:
         from retrieval.store import IndexStore
 
         with self._lock:
             return IndexStore(self.settings.index_dir, self.settings.retrieval, self.embedder.dim)
 
-    @cached_property
+    @built_once
     def ingest(self) -> IngestPipeline:
         from ingest.pipeline import IngestPipeline
 
@@ -89,19 +116,14 @@ class Platform:
                 self.engine, self.embedder, self.store, self.settings.ingest, screen=self.screen
             )
 
-    @cached_property
+    @built_once
     def jobs(self) -> JobRunner:
         """Ingestion jobs (uploads, `rag ingest`): made here, run by the worker thread that
         ``startup(run_jobs=True)`` starts (the service) or in process (the CLI)."""
         from ingest.jobs import JobRunner
 
         with self._lock:
-            return JobRunner(
-                self.engine,
-                lambda: self.ingest,
-                self.settings.data_dir / "spool",
-                refused_keep_s=self.settings.ingest.refused_upload_keep_s,
-            )
+            return JobRunner(self.engine, lambda: self.ingest, self.settings.data_dir / "spool")
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """A pipeline over the same engine, embedder and indexes with other chunking
@@ -115,7 +137,7 @@ class Platform:
                 self.engine, self.embedder, self.store, settings, screen=self.screen
             )
 
-    @cached_property
+    @built_once
     def screen(self) -> Screen:
         """The content checks (injection, personal data, banned phrases/topics, length)."""
         from generation.checks.screen import Screen
@@ -136,7 +158,7 @@ class Platform:
             stored = row.policy if row is not None else None
         return CollectionPolicy.from_stored(stored)
 
-    @cached_property
+    @built_once
     def retriever(self) -> HybridRetriever:
         from retrieval.retriever import HybridRetriever
 
@@ -154,7 +176,7 @@ class Platform:
                 reranker=reranker,
             )
 
-    @cached_property
+    @built_once
     def llm(self) -> QueuedLLM:
         """The configured model behind the bounded generation queue: every generation
         runs on the ``limits.generation_workers`` threads (generation.queue)."""
@@ -175,7 +197,7 @@ class Platform:
             llm = build_llm(self.settings.llm, self.settings.models_dir)
             return QueuedLLM(llm, generation_queue)
 
-    @cached_property
+    @built_once
     def query_embedder(self) -> ThreadBoundEmbedder:
         """The embedding model for questions and answers, on a thread of its own
         (ingestion uses ``embedder`` directly)."""
@@ -184,14 +206,14 @@ class Platform:
         with self._lock:
             return ThreadBoundEmbedder(self.embedder)
 
-    @cached_property
+    @built_once
     def rate_limiter(self) -> RateLimiter:
         """Requests per minute per API key (api.limits)."""
         from api.limits import RateLimiter
 
         return RateLimiter(self.settings.limits.requests_per_minute)
 
-    @cached_property
+    @built_once
     def prompt_builder(self) -> GroundedPromptBuilder:
         from generation.prompt import GroundedPromptBuilder
 
@@ -205,7 +227,7 @@ class Platform:
                 count_chat_tokens=llm.count_chat_tokens,
             )
 
-    @cached_property
+    @built_once
     def query(self) -> QueryPipeline:
         from generation.pipeline import QueryPipeline, sampling_from_settings
 

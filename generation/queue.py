@@ -27,9 +27,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
+import numpy as np
+
 from core.errors import Overloaded, TooManyGenerations
 from core.types import Completion, ModelInfo, Prompt, PromptStyle, SamplingParams
-from generation.ports import LLM
+from generation.ports import LLM, SentenceEmbedder
 
 T = TypeVar("T")
 
@@ -252,3 +254,28 @@ class QueuedLLM:
 
     def close(self) -> None:
         self.queue.close()
+
+
+class ThreadBoundEmbedder:
+    """``embed`` on one thread of its own: the question's vector (retrieval, the content
+    checks) and the answer's sentences (attribution) are computed there, not on whichever
+    request thread asked, for the same reason generations run on the queue's workers.
+    Ingestion keeps its own embedder (its batches would hold queries up)."""
+
+    def __init__(self, embedder: SentenceEmbedder) -> None:
+        self.inner = embedder
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="rag-embed")
+            future = self._pool.submit(self.inner.embed, texts)
+        return future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

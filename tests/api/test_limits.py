@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.limits import RateLimiter
+from api.platform import built_once
 from core.errors import Overloaded, RateLimited, TooManyGenerations
 from core.settings import LimitsSettings, Settings
-from generation.queue import GenerationQueue, generating_for
+from generation.queue import GenerationQueue, ThreadBoundEmbedder, generating_for
 from tests.api.conftest import TenantClient, api_settings, bearer
 
 # -- the generation queue ------------------------------------------------------------------
@@ -150,6 +152,57 @@ def test_a_stream_is_produced_on_a_worker_and_errors_reach_the_reader() -> None:
         time.sleep(0.01)
     assert queue.running == 0
     queue.close()
+
+
+def test_question_embeddings_run_on_a_thread_of_their_own() -> None:
+    class Names:
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            return np.array([[len(threading.current_thread().name)]] * len(texts))
+
+    embedder = ThreadBoundEmbedder(Names())
+    got = embedder.embed(["a", "b"])
+    assert got.shape == (2, 1) and got[0, 0] == len("rag-embed_0")
+    embedder.close()
+
+
+class Stages:
+    """Two stages built on first use, one from the other, like Platform.query and
+    Platform.retriever (each build also takes the platform's lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.builds: list[str] = []
+
+    @built_once
+    def retriever(self) -> object:
+        time.sleep(0.05)  # another thread takes the lock meanwhile
+        with self._lock:
+            self.builds.append("retriever")
+            return object()
+
+    @built_once
+    def query(self) -> tuple[object]:
+        with self._lock:
+            time.sleep(0.05)
+            self.builds.append("query")
+            return (self.retriever,)
+
+
+def test_concurrent_first_requests_build_each_stage_once_without_deadlock() -> None:
+    """Under functools.cached_property this deadlocked every request thread of a cold
+    server (the 32-client load test hung at its first questions)."""
+    stages = Stages()
+    threads = [
+        threading.Thread(target=lambda n=n: stages.query if n % 2 else stages.retriever)
+        for n in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    assert sorted(stages.builds) == ["query", "retriever"]
+    assert stages.query[0] is stages.retriever
 
 
 def test_the_rate_limiter_refills_over_a_minute() -> None:
