@@ -7,12 +7,13 @@ job, restarted, and checked.
 Each trial starts `rag serve` on a fresh data folder, uploads FILES text files in one
 request (POST /v1/collections/crash/documents, the 202 path), and SIGKILLs the server a
 random time after the request started (seeded per trial: one trial in four early, while
-the upload is spooled or the job queued or read; the others spread up to --max-kill
-seconds, by default an uninterrupted job's time, measured first: reading,
-embedding, committing). The phase at the kill is read from
-SQL once the process is dead. Then `rag serve` again (its start-up repairs the indexes,
-completes half-written documents and resumes or fails each unfinished job, one log line
-each), waits for the job to end and checks, with the server stopped:
+the upload is spooled or the job queued or read; one in four 0-20 ms after the first
+document row is written, during the commit; the others anywhere up to --max-kill
+seconds, by default an uninterrupted job's time, measured first: mostly reading and
+embedding). The phase at the kill is read from SQL once the process is dead. Then `rag
+serve` again (its start-up repairs the indexes, completes half-written documents and
+resumes or fails each unfinished job, one log line each), waits for the job to end and
+checks, with the server stopped:
 
 * SQL chunks == FAISS ids == BM25 ids for the collection, no id twice in either index;
 * no document twice (one per source), every chunk's document present and ready;
@@ -178,9 +179,11 @@ def _phase(engine: Any, job_id: str | None) -> tuple[str, str | None]:
         col = repository.find_collection(s, COLLECTION)
         docs = [] if col is None else repository.list_documents(s, col.id)
     indexing = sum(1 for d in docs if d.status == "indexing")
+    done, total = files.get("done", 0), sum(files.values())
     if indexing:
         return f"committing ({indexing} docs indexing)", job_id
-    done, total = files.get("done", 0), sum(files.values())
+    if len(docs) > done:
+        return f"committed ({len(docs)} docs), {done} files marked", job_id
     if files.get("running", 0):
         return f"reading/embedding ({done}/{total} done)", job_id
     return f"running ({done}/{total} done)", job_id
@@ -228,10 +231,25 @@ def _check(settings: Settings, files: dict[str, bytes], trial: Trial, job_id: st
     trial.problems = tuple(problems)
 
 
+def _writing(engine: Any) -> bool:
+    """Whether the job has begun to write documents (the commit of its group)."""
+    with repository.read(engine) as s:
+        col = repository.find_collection(s, COLLECTION)
+        return col is not None and bool(repository.list_documents(s, col.id))
+
+
 def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
+    """Kill schedule by ``n % 4``: 0 early (0-0.3 s: spooling, queued, the first file),
+    1 and 2 anywhere up to ``max_kill``, 3 once documents are being written (+0-20 ms:
+    the commit), each random delay seeded by the trial."""
     rng = random.Random(args.seed * 1000 + n)
-    early = n % 4 == 0
-    kill_after = rng.uniform(0.0, 0.3) if early else rng.uniform(0.3, args.max_kill)
+    kind = n % 4
+    if kind == 0:
+        kill_after = rng.uniform(0.0, 0.3)
+    elif kind == 3:
+        kill_after = rng.uniform(0.0, 0.02)  # after the first document row appears
+    else:
+        kill_after = rng.uniform(0.3, args.max_kill)
     trial = Trial(n, kill_after)
     data = root / f"trial{n:02d}"
     settings = Settings(data_dir=data)
@@ -241,12 +259,17 @@ def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
     server.wait_up()
     result: dict[str, Any] = {}
     uploader = threading.Thread(target=_upload, args=(server.url, files, result))
+    engine = make_engine(settings.db_url)
+    t0 = time.perf_counter()
     uploader.start()
+    if kind == 3:
+        while not _writing(engine) and time.perf_counter() - t0 < 600:
+            time.sleep(0.005)
     time.sleep(kill_after)
+    trial.kill_after = time.perf_counter() - t0
     server.kill()
     uploader.join()
     trial.acknowledged = result.get("status") == 202
-    engine = make_engine(settings.db_url)
     trial.phase, job_id = _phase(engine, result.get("job_id"))
     engine.dispose()
     t0 = time.perf_counter()
