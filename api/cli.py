@@ -839,6 +839,12 @@ def serve(
     else:  # the platform's own lines (drain, restart repairs…) beside uvicorn's
         logging.basicConfig(level=log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s")
     settings = _settings()
+    from api.allocator import AllocatorTuning
+
+    # before the models load: their buffers then come from a heap that stays flat
+    AllocatorTuning(
+        settings.api.malloc_mmap_threshold_kib, settings.api.malloc_trim_every_s
+    ).start()
     application = create_app(settings, warm_up=True)
     keys = (
         "every /v1 request needs an API key"

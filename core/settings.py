@@ -138,6 +138,11 @@ class APISettings(BaseModel):
     # SIGTERM: seconds running requests get to finish before the server stops (new ones
     # get 503 + Retry-After meanwhile); a second SIGTERM exits at once
     shutdown_grace_s: float = Field(30.0, ge=0.0)
+    # rag serve's glibc allocator (api.allocator): a fixed mmap threshold in KiB (0: glibc's
+    # adaptive default, which grew the server ~45 MiB per 100 answers) and a periodic
+    # malloc_trim in seconds (0: never), so an idle server gives memory back
+    malloc_mmap_threshold_kib: int = Field(128, ge=0)
+    malloc_trim_every_s: float = Field(30.0, ge=0.0)
 
 
 class LimitsSettings(BaseModel):
