@@ -123,7 +123,12 @@ class Platform:
         from ingest.jobs import JobRunner
 
         with self._lock:
-            return JobRunner(self.engine, lambda: self.ingest, self.settings.data_dir / "spool")
+            return JobRunner(
+                self.engine,
+                lambda: self.ingest,
+                self.settings.data_dir / "spool",
+                refused_keep_s=self.settings.ingest.refused_upload_keep_s,
+            )
 
     def ingest_with(self, settings: IngestSettings) -> IngestPipeline:
         """A pipeline over the same engine, embedder and indexes with other chunking
