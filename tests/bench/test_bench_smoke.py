@@ -87,3 +87,9 @@ def test_load_test(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "5xx: 0" in out and ", lost 0" in out and "server RSS: start" in out
     assert (tmp_path / "load.txt").read_text().strip() == out.strip()
+
+
+def test_fault_trial_restarts_and_checks() -> None:
+    out = run("-m", "bench.fault", "--trials", "1", "--max-kill-after", "1")
+    assert "trials with a problem: 0 of 1" in out
+    assert "0 collection(s) changed" in out
