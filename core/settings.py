@@ -159,8 +159,9 @@ class LimitsSettings(BaseModel):
     generation_workers: int = Field(1, ge=1)
     # Generations that may wait for a worker (more: 503 overloaded).
     generation_queue: int = Field(16, ge=0)
-    # Seconds a generation may wait for a worker before it is refused with 503.
-    queue_wait_s: float = Field(60.0, gt=0)
+    # Seconds a generation may wait for a worker; one that would likely wait longer (the
+    # generations ahead of it times their moving average) is refused at once with 503.
+    queue_wait_s: float = Field(30.0, gt=0)
 
 
 class ConversationSettings(BaseModel):

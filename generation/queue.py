@@ -6,7 +6,9 @@ glibc arena per thread that ever generated grew the server by 1.2 GiB), and a bu
 questions waits in a queue of known length instead of piling onto the request threads.
 Over capacity a call is refused at once with a typed error carrying ``retry_after``:
 ``TooManyGenerations`` when the caller already has ``per_key`` generations in flight,
-``Overloaded`` when the queue is full or the call waited ``wait_s`` for a worker.
+``Overloaded`` when the queue is full, when the generations ahead of it would likely
+take longer than ``wait_s`` (from the moving average of one generation's seconds), or
+when it did wait ``wait_s`` for a worker.
 
     queue = GenerationQueue(workers=1, max_waiting=16, wait_s=60, per_key=2)
     llm = QueuedLLM(build_llm(settings.llm, models_dir), queue)
@@ -92,9 +94,12 @@ class GenerationQueue:
     def running(self) -> int:
         return self._running
 
-    def _retry_after(self, ahead: int) -> float:
+    def _expected_wait(self, ahead: int) -> float:
         """Seconds until ``ahead`` generations in front have likely finished."""
-        return max(1.0, math.ceil(ahead / self.workers) * self._mean_s)
+        return math.ceil(ahead / self.workers) * self._mean_s
+
+    def _retry_after(self, ahead: int) -> float:
+        return max(1.0, self._expected_wait(ahead))
 
     # -- running -------------------------------------------------------------------------
 
@@ -171,12 +176,21 @@ class GenerationQueue:
                     self._mean_s,
                 )
             pending = self._waiting + self._running
+            ahead = pending - self.workers + 1  # to finish before a worker is free (if > 0)
             if pending >= self.workers + self.max_waiting:
                 self._on_reject(Overloaded.code)
                 raise Overloaded(
                     f"the generation queue is full ({self.max_waiting} waiting, "
                     "limits.generation_queue); try again later",
-                    self._retry_after(pending - self.workers + 1),
+                    self._retry_after(ahead),
+                )
+            if ahead > 0 and self._expected_wait(ahead) > self.wait_s:
+                # refused now rather than after waiting queue_wait_s for nothing
+                self._on_reject(Overloaded.code)
+                raise Overloaded(
+                    f"a generation worker would be free in about {self._expected_wait(ahead):.0f} "
+                    f"s, over limits.queue_wait_s ({self.wait_s:g} s); try again later",
+                    self._retry_after(ahead),
                 )
             self._waiting += 1
             if key is not None:

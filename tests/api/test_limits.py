@@ -105,13 +105,29 @@ def test_a_full_queue_refuses_at_once_with_retry_after(held) -> None:
     assert queue.run(lambda: "again") == "again"  # room again
 
 
-def test_a_generation_that_waits_too_long_for_a_worker_is_refused(held) -> None:
-    queue = GenerationQueue(workers=1, max_waiting=8, wait_s=0.2)
+def test_a_generation_that_would_wait_too_long_is_refused_at_once(held) -> None:
+    queue = GenerationQueue(workers=1, max_waiting=8, wait_s=1.0)  # one takes ~2 s at first
     h = held(queue)
     h.start()
     h.wait_until(lambda: queue.running == 1)
-    with pytest.raises(Overloaded, match="queue_wait_s"):
+    t = time.monotonic()
+    with pytest.raises(Overloaded, match="queue_wait_s") as e:
         queue.run(lambda: "never")
+    assert time.monotonic() - t < 0.5 and e.value.retry_after >= 2
+    assert queue.waiting == 0
+
+
+def test_a_generation_that_waited_too_long_for_a_worker_is_refused(held) -> None:
+    queue = GenerationQueue(workers=1, max_waiting=8, wait_s=0.3)
+    for _ in range(30):  # fast generations: the expected wait is short, so it is admitted
+        queue.run(lambda: None)
+    h = held(queue)
+    h.start()
+    h.wait_until(lambda: queue.running == 1)
+    t = time.monotonic()
+    with pytest.raises(Overloaded, match="no generation worker was free within 0.3 s"):
+        queue.run(lambda: "never")
+    assert time.monotonic() - t >= 0.3
     assert queue.waiting == 0  # its place given back
 
 
