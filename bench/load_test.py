@@ -284,6 +284,10 @@ def render(args: argparse.Namespace, tally: Tally, rss: list[float], big: tuple[
         + ", ".join(f"{k}={v}" for k, v in args.mix.items())
         + f"; server env {' '.join(args.env) or '(default limits)'}"
     )
+    yield (
+        f"machine: {os.cpu_count()} cores, load average {args.load_before:.1f} before the "
+        f"run and {os.getloadavg()[0]:.1f} after it (other work on the machine slows it)"
+    )
     yield ""
     yield (
         f"{'endpoint':<12} {'count':>6} {'ok p50':>7} {'ok p99':>7} {'all p50':>7} "
@@ -299,8 +303,12 @@ def render(args: argparse.Namespace, tally: Tally, rss: list[float], big: tuple[
     yield "(latencies in ms; ok: 2xx only)"
     total = sum(len(v) for v in tally.seconds.values())
     fivexx = sum(n for c in tally.statuses.values() for s, n in c.items() if s >= 500)
+    refused = sum(c[503] for c in tally.statuses.values())  # overloaded, with Retry-After
     yield ""
-    yield f"requests {total} ({total / max(elapsed, 1e-9):.1f}/s); 5xx: {fivexx}"
+    yield (
+        f"requests {total} ({total / max(elapsed, 1e-9):.1f}/s); 5xx: {fivexx} "
+        f"({refused} of them 503 overloaded with Retry-After, {fivexx - refused} errors)"
+    )
     if tally.abstained:
         yield f"queries answered by abstaining (the model not run): {tally.abstained}"
     if tally.errors:
@@ -345,6 +353,7 @@ def main() -> None:
                 for i in range(args.clients)
             ]
             _say(f"{args.clients} clients for {args.seconds:g} s")
+            args.load_before = os.getloadavg()[0]
             began = time.monotonic()
             with RssSampler(server.proc.pid) as rss:
                 threads = [

@@ -82,6 +82,7 @@ class GenerationQueue:
         self._running = 0
         self._in_flight: Counter[str] = Counter()
         self._mean_s = 2.0  # moving average of one generation's seconds (Retry-After)
+        self._starts: dict[int, float] = {}  # running generation -> its start
 
     # -- what /metrics and Retry-After read --------------------------------------------
 
@@ -95,8 +96,12 @@ class GenerationQueue:
         return self._running
 
     def _expected_wait(self, ahead: int) -> float:
-        """Seconds until ``ahead`` generations in front have likely finished."""
-        return math.ceil(ahead / self.workers) * self._mean_s
+        """Seconds until ``ahead`` generations in front have likely finished: each takes
+        the moving average, or as long as the oldest running one has taken so far (a
+        slower model than the average learnt)."""
+        now = time.monotonic()
+        running_s = max((now - t for t in self._starts.values()), default=0.0)
+        return math.ceil(ahead / self.workers) * max(self._mean_s, running_s)
 
     def _retry_after(self, ahead: int) -> float:
         return max(1.0, self._expected_wait(ahead))
@@ -143,15 +148,16 @@ class GenerationQueue:
         started = threading.Event()
 
         def job() -> T:
+            t = time.monotonic()
             with self._lock:
                 self._waiting -= 1
                 self._running += 1
+                self._starts[id(started)] = t
             started.set()
-            t = time.monotonic()
             try:
                 return fn()
             finally:
-                self._finish(key, time.monotonic() - t)
+                self._finish(key, id(started), time.monotonic() - t)
 
         future = self._start(job)
         if not started.wait(self.wait_s) and future.cancel():
@@ -196,9 +202,10 @@ class GenerationQueue:
             if key is not None:
                 self._in_flight[key] += 1
 
-    def _finish(self, key: str | None, seconds: float) -> None:
+    def _finish(self, key: str | None, job: int, seconds: float) -> None:
         with self._lock:
             self._running -= 1
+            self._starts.pop(job, None)
             self._release(key)
             self._mean_s = 0.8 * self._mean_s + 0.2 * seconds
 

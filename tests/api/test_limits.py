@@ -117,6 +117,20 @@ def test_a_generation_that_would_wait_too_long_is_refused_at_once(held) -> None:
     assert queue.waiting == 0
 
 
+def test_a_generation_slower_than_the_average_counts_in_the_estimate(held) -> None:
+    queue = GenerationQueue(workers=1, max_waiting=8, wait_s=0.5)
+    for _ in range(30):  # the average learnt: fast
+        queue.run(lambda: None)
+    h = held(queue)
+    h.start()
+    h.wait_until(lambda: queue.running == 1)
+    time.sleep(0.6)  # the running one has already taken longer than a caller may wait
+    t = time.monotonic()
+    with pytest.raises(Overloaded, match="would be free in about"):
+        queue.run(lambda: "never")
+    assert time.monotonic() - t < 0.3
+
+
 def test_a_generation_that_waited_too_long_for_a_worker_is_refused(held) -> None:
     queue = GenerationQueue(workers=1, max_waiting=8, wait_s=0.3)
     for _ in range(30):  # fast generations: the expected wait is short, so it is admitted
