@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Annotated
 
-from fastapi import Depends, Response
+from fastapi import Depends, Request, Response
 
 from api.auth import Caller
 from api.deps import PlatformDep, get_caller
@@ -71,12 +71,23 @@ def caller_key(caller: Caller) -> str:
     return f"key:{caller.key_id}" if caller.key_id is not None else f"tenant:{caller.tenant}"
 
 
+# Routes whose answers the LLM generates: refused before their retrieval when the
+# generation queue would refuse them (the queue itself still decides when they get there).
+GENERATING_ROUTES = frozenset(
+    {"/v1/query", "/v1/query/stream", "/v1/chat", "/v1/chat/stream", "/v1/chat/completions"}
+)
+
+
 async def enforce_limits(
-    response: Response, platform: PlatformDep, caller: Annotated[Caller, Depends(get_caller)]
+    request: Request,
+    response: Response,
+    platform: PlatformDep,
+    caller: Annotated[Caller, Depends(get_caller)],
 ) -> None:
-    """The /v1 routers' dependency: spend one request of the caller's minute and name
-    the caller of the request's generations. Async, so that it runs in the request's own
-    context and the route (run in a worker thread with a copy of it) sees the caller."""
+    """The /v1 routers' dependency: spend one request of the caller's minute, name the
+    caller of the request's generations, and refuse a generating route at once when the
+    queue is over its limits. Async, so that it runs in the request's own context and
+    the route (run in a worker thread with a copy of it) sees the caller."""
     key = caller_key(caller)
     set_caller(key)
     try:
@@ -87,3 +98,6 @@ async def enforce_limits(
     if limit:
         response.headers["X-RateLimit-Limit"] = str(limit)
         response.headers["X-RateLimit-Remaining"] = str(remaining)
+    llm = platform.__dict__.get("llm")  # never built here: the event loop must not wait
+    if llm is not None and request.method == "POST" and request.url.path in GENERATING_ROUTES:
+        llm.queue.check()

@@ -172,35 +172,50 @@ class GenerationQueue:
             )
         return future
 
+    def check(self) -> None:
+        """Raise now what a generation for the current caller would be refused with:
+        routes that generate call it before their retrieval, so a refusal costs nothing."""
+        with self._lock:
+            refusal = self._refusal(_caller.get())
+        if refusal is not None:
+            self._on_reject(refusal.code)
+            raise refusal
+
     def _admit(self, key: str | None) -> None:
         with self._lock:
-            if self.per_key and key is not None and self._in_flight[key] >= self.per_key:
-                self._on_reject(TooManyGenerations.code)
-                raise TooManyGenerations(
-                    f"this API key already has {self.per_key} answers being generated "
-                    "(limits.concurrent_generations); wait for one to finish",
-                    self._mean_s,
-                )
-            pending = self._waiting + self._running
-            ahead = pending - self.workers + 1  # to finish before a worker is free (if > 0)
-            if pending >= self.workers + self.max_waiting:
-                self._on_reject(Overloaded.code)
-                raise Overloaded(
-                    f"the generation queue is full ({self.max_waiting} waiting, "
-                    "limits.generation_queue); try again later",
-                    self._retry_after(ahead),
-                )
-            if ahead > 0 and self._expected_wait(ahead) > self.wait_s:
-                # refused now rather than after waiting queue_wait_s for nothing
-                self._on_reject(Overloaded.code)
-                raise Overloaded(
-                    f"a generation worker would be free in about {self._expected_wait(ahead):.0f} "
-                    f"s, over limits.queue_wait_s ({self.wait_s:g} s); try again later",
-                    self._retry_after(ahead),
-                )
-            self._waiting += 1
-            if key is not None:
-                self._in_flight[key] += 1
+            refusal = self._refusal(key)
+            if refusal is None:
+                self._waiting += 1
+                if key is not None:
+                    self._in_flight[key] += 1
+        if refusal is not None:
+            self._on_reject(refusal.code)
+            raise refusal
+
+    def _refusal(self, key: str | None) -> TooManyGenerations | Overloaded | None:
+        """Why a generation for ``key`` cannot be queued now (None: it can). Lock held."""
+        if self.per_key and key is not None and self._in_flight[key] >= self.per_key:
+            return TooManyGenerations(
+                f"this API key already has {self.per_key} answers being generated "
+                "(limits.concurrent_generations); wait for one to finish",
+                self._mean_s,
+            )
+        pending = self._waiting + self._running
+        ahead = pending - self.workers + 1  # to finish before a worker is free (if > 0)
+        if pending >= self.workers + self.max_waiting:
+            return Overloaded(
+                f"the generation queue is full ({self.max_waiting} waiting, "
+                "limits.generation_queue); try again later",
+                self._retry_after(ahead),
+            )
+        if ahead > 0 and self._expected_wait(ahead) > self.wait_s:
+            # refused now rather than after waiting queue_wait_s for nothing
+            return Overloaded(
+                f"a generation worker would be free in about {self._expected_wait(ahead):.0f} "
+                f"s, over limits.queue_wait_s ({self.wait_s:g} s); try again later",
+                self._retry_after(ahead),
+            )
+        return None
 
     def _finish(self, key: str | None, job: int, seconds: float) -> None:
         with self._lock:

@@ -297,6 +297,8 @@ def test_a_full_generation_queue_answers_503_with_retry_after(full_app, make_key
     r = client.post("/v1/query", json=QUESTION, headers=bearer(key))
     assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
     assert int(r.headers["Retry-After"]) >= 1
+    r = client.post("/v1/query/stream", json=QUESTION, headers=bearer(key))
+    assert r.status_code == 503  # refused before it streams (and before its retrieval)
     h.finish()
     r = client.post("/v1/query", json=QUESTION, headers=bearer(key))
     assert r.status_code == 200, r.text  # the real model answers once the worker is free
