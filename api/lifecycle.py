@@ -131,7 +131,7 @@ class HealthExecutor:
     """Two threads of their own for the health routes' checks, with a deadline: a check
     that cannot finish in time is reported as failing instead of making the caller wait."""
 
-    def __init__(self, timeout_s: float = 2.0) -> None:
+    def __init__(self, timeout_s: float = 5.0) -> None:
         self.timeout_s = timeout_s
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rag-health")
 

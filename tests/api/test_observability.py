@@ -72,11 +72,13 @@ def test_readyz_loads_nothing_itself_and_turns_ready(world: tuple[TestClient, st
     body = r.json()
     assert body["status"] == "ready" and body["failing"] == []
     assert set(body["checks"]) == {
+        "serving",
         "database",
         "indexes",
         "models",
         "llm_backend",
         "background_worker",
+        "generation_queue",
     }
     assert all(c["ok"] for c in body["checks"].values())
     assert body["checks"]["background_worker"]["detail"] == "alive: ingest_jobs"
