@@ -23,11 +23,7 @@ more and must find nothing to change (SQL, FAISS and BM25 agree).
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,19 +34,14 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.server import RagServer, ingest_examples
+
 KINDS = ("generation", "upload", "job", "delete")
 QUESTIONS = (
     "What is reciprocal rank fusion?",
     "How long must passwords be?",
     "What does BM25 score?",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -60,44 +51,6 @@ class Ledger:
     uploaded: dict[str, str] = field(default_factory=dict)  # source -> document id
     deleted: set[str] = field(default_factory=set)  # sources whose delete was acknowledged
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Server:
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
-        self.data, self.env = data, env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = (data / "serve.log").open("ab")
-
-    def start(self) -> float:
-        """Start and wait until /readyz says ready; the seconds it took."""
-        t = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "--data-dir", str(self.data), "serve",
-             "--port", str(self.port), "--log-format", "text"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
-        )  # fmt: skip
-        while time.monotonic() - t < 300:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"rag serve exited {self.proc.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - t
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit("rag serve did not become ready in 300 s")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(120)
 
 
 def answers(url: str) -> list[str]:
@@ -194,17 +147,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     rows: list[str] = []
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        subprocess.run(
-            [sys.executable, "-m", "api.cli", "--data-dir", str(data), "ingest",
-             str(ROOT / "examples")],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        server = Server(data, env)
+        ingest_examples(data)
+        server = RagServer(data)
         server.start()
         baseline = answers(server.url)
         ledger = Ledger()

@@ -27,9 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from bench.server import RagServer
 from core import repository
 from core.db import make_engine
 from core.settings import Settings
@@ -88,56 +86,6 @@ class Trial:
     @property
     def consistent(self) -> bool:
         return not self.problems
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`rag serve` in a process of its own, on a data folder; its log kept in a file."""
-
-    def __init__(self, data: Path, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        env.pop("RAG_DB__URL", None)
-        self.log = log
-        self._out = open(log, "ab")  # noqa: SIM115 (closed in stop/kill)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "--data-dir", str(data), "serve",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-format", "text"],
-            env=env, stdout=self._out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_up(self, timeout: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server ended at start-up: see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the server did not start in {timeout:.0f} s")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self._out.close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
 
 
 def _write_files(folder: Path, n: int, size: int, seed: int) -> dict[str, bytes]:
@@ -255,8 +203,8 @@ def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
     settings = Settings(data_dir=data)
     files = _write_files(root, args.files, args.size, n)
     log = root / f"trial{n:02d}.log"
-    server = Server(data, log)
-    server.wait_up()
+    server = RagServer(data, log=log)
+    server.start(ready="/healthz")
     result: dict[str, Any] = {}
     uploader = threading.Thread(target=_upload, args=(server.url, files, result))
     engine = make_engine(settings.db_url)
@@ -274,9 +222,8 @@ def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
     engine.dispose()
     t0 = time.perf_counter()
     mark = log.stat().st_size
-    server = Server(data, log)
     try:
-        server.wait_up()
+        server.start(ready="/healthz")
         if job_id is not None:
             _wait_job(server.url, job_id, timeout=600.0)
         trial.recovered_s = time.perf_counter() - t0
@@ -297,9 +244,9 @@ def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
 def calibrate(args: argparse.Namespace, root: Path) -> float:
     """Seconds from the upload's start to its job's end, nothing killed."""
     data = root / "calibration"
-    server = Server(data, root / "calibration.log")
+    server = RagServer(data, log=root / "calibration.log")
     try:
-        server.wait_up()
+        server.start(ready="/healthz")
         result: dict[str, Any] = {}
         t0 = time.perf_counter()
         _upload(server.url, _write_files(root, args.files, args.size, 999), result)

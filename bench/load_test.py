@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.soak import free_port, rss_mib
+from bench.server import HealthProbe, bench_env, rss_mib
 from bench.soak import start_server as serve
 
 COLLECTION = "load"
@@ -202,8 +202,7 @@ class Server:
 
 def start_server(data: Path, n_keys: int, env: dict[str, str]) -> Server:
     """``rag serve`` on ``data`` with examples/ ingested (bench.soak), and ``n_keys`` keys."""
-    port = free_port()
-    proc = serve(data, port, env)
+    started = serve(data, env)
     keys = []
     for i in range(n_keys):
         out = subprocess.run(
@@ -212,7 +211,8 @@ def start_server(data: Path, n_keys: int, env: dict[str, str]) -> Server:
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         keys.append(json.loads(out.stdout)["secret"])
-    return Server(proc, f"http://127.0.0.1:{port}", keys)
+    assert started.proc is not None
+    return Server(started.proc, started.url, keys)
 
 
 def big_upload(server: Server, mib: int, tmp: Path) -> tuple[float, float, int]:
@@ -340,8 +340,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = ap.parse_args()
     args.mix = {k: int(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.update(kv.split("=", 1) for kv in args.env)
+    env = bench_env(dict(kv.split("=", 1) for kv in args.env))
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp) / "data", args.keys, env)
         try:
@@ -355,7 +354,7 @@ def main() -> None:
             _say(f"{args.clients} clients for {args.seconds:g} s")
             args.load_before = os.getloadavg()[0]
             began = time.monotonic()
-            with RssSampler(server.proc.pid) as rss:
+            with RssSampler(server.proc.pid) as rss, HealthProbe(server.url) as health:
                 threads = [
                     threading.Thread(target=c.run, args=(began + args.seconds,)) for c in clients
                 ]
@@ -373,7 +372,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.proc.kill()
             _say_server_errors(Path(tmp) / "data" / "serve.log")
-    report = "\n".join(render(args, tally, rss.samples, big, lost, elapsed))
+    report = "\n".join([*render(args, tally, rss.samples, big, lost, elapsed), *health.summary()])
     print(report)
     if args.out:
         args.out.write_text(report + "\n")

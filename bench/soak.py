@@ -9,13 +9,13 @@ Starts ``rag serve`` on a fresh data folder with examples/ ingested, sends ``--r
 distinct questions (no two prompts alike, so nothing is cached) from ``--clients``
 threads, and samples the server's RSS after every answer; ``--mixed`` makes every
 fifth operation an upload of a new small document or the delete of an earlier one. A
-poller asks ``/healthz`` twice a second throughout. Afterwards the server idles
+poller asks ``/healthz`` and ``/readyz`` twice a second throughout. Afterwards the server idles
 ``--idle`` seconds and its RSS is read again.
 
 Prints RSS against requests (every tenth of the run), the slope fitted by least squares
 after warm-up (the first ``--warm-up`` requests) in MiB per 100 requests, the RSS after
-the idle minute against the warm level, and /healthz p50/p99. Targets (issue 14): slope
-under 5 MiB per 100 requests, idle RSS within 10 % of the warm level, /healthz p99
+the idle minute against the warm level, and the health routes' p50/p99. Targets (issue 14): slope
+under 5 MiB per 100 requests, idle RSS within 10 % of the warm level, health p99
 ≤ 100 ms.
 """
 
@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +30,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from bench.server import HealthProbe, RagServer, bench_env, ingest_examples, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = (
@@ -49,19 +47,6 @@ FORMS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 def question(n: int) -> str:
     return FORMS[n % len(FORMS)].format(t=TOPICS[(n // len(FORMS)) % len(TOPICS)], n=n)
 
@@ -75,8 +60,6 @@ class Soak:
         self.samples: list[tuple[int, float]] = []
         self.statuses: dict[str, int] = {}
         self.uploaded: list[str] = []
-        self.health_ms: list[float] = []
-        self.stop = threading.Event()
 
     def _take(self) -> int | None:
         with self.lock:
@@ -124,34 +107,13 @@ class Soak:
             with self.lock:
                 self.uploaded.extend(ids)
 
-    def poll_health(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self.stop.is_set():
-                start = time.perf_counter()
-                http.get("/healthz")
-                self.health_ms.append((time.perf_counter() - start) * 1000)
-                self.stop.wait(0.5)
 
-
-def start_server(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    rag = [sys.executable, "-m", "api.cli", "--data-dir", str(data)]
-    subprocess.run([*rag, "ingest", str(ROOT / "examples")], env=env, check=True,
-                   capture_output=True)  # fmt: skip
-    proc = subprocess.Popen(
-        [*rag, "serve", "--port", str(port), "--log-format", "text", "--log-level", "WARNING"],
-        env=env, stdout=subprocess.DEVNULL, stderr=(data / "serve.log").open("wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"rag serve exited: {(data / 'serve.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("rag serve did not become ready")
+def start_server(data: Path, env: dict[str, str]) -> RagServer:
+    """``rag serve`` on ``data`` with examples/ ingested, once it is ready."""
+    ingest_examples(data, env)
+    server = RagServer(data, env=env, log_level="WARNING")
+    server.start()
+    return server
 
 
 def main() -> None:
@@ -164,44 +126,40 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.update(kv.split("=", 1) for kv in args.env)
+    env = bench_env(dict(kv.split("=", 1) for kv in args.env))
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        proc = start_server(Path(tmp), port, env)
+        server = start_server(Path(tmp), env)
         try:
-            soak = Soak(f"http://127.0.0.1:{port}", proc.pid, args.requests, args.mixed)
-            rss_start = rss_mib(proc.pid)
-            poller = threading.Thread(target=soak.poll_health, daemon=True)
-            poller.start()
+            soak = Soak(server.url, server.pid, args.requests, args.mixed)
+            rss_start = rss_mib(server.pid)
             began = time.monotonic()
-            clients = [threading.Thread(target=soak.client, args=(i,)) for i in range(args.clients)]
-            for c in clients:
-                c.start()
-            for c in clients:
-                c.join()
+            with HealthProbe(server.url) as health:
+                clients = [
+                    threading.Thread(target=soak.client, args=(i,)) for i in range(args.clients)
+                ]
+                for c in clients:
+                    c.start()
+                for c in clients:
+                    c.join()
             elapsed = time.monotonic() - began
-            soak.stop.set()
             time.sleep(args.idle)
-            rss_idle = rss_mib(proc.pid)
+            rss_idle = rss_mib(server.pid)
         finally:
-            proc.terminate()
-            proc.wait(60)
-    report = render(args, soak, rss_start, rss_idle, elapsed)
+            server.stop(60)
+    report = render(args, soak, rss_start, rss_idle, elapsed, health)
     print(report)
     if args.out:
         args.out.write_text(report + "\n")
 
 
 def render(args: argparse.Namespace, soak: Soak, rss_start: float, rss_idle: float,
-           elapsed: float) -> str:  # fmt: skip
+           elapsed: float, health: HealthProbe) -> str:  # fmt: skip
     samples = sorted(soak.samples)
     n = np.array([s[0] for s in samples], dtype=float)
     rss = np.array([s[1] for s in samples])
     after = n > args.warm_up
     slope = float(np.polyfit(n[after], rss[after], 1)[0]) * 100 if after.sum() > 2 else float("nan")
     warm = float(rss[after][0]) if after.any() else float("nan")
-    health = np.array(soak.health_ms or [float("nan")])
     env = " ".join(args.env) or "(default)"
     lines = [
         f"soak: {soak.done} generations, {args.clients} clients, "
@@ -223,9 +181,7 @@ def render(args: argparse.Namespace, soak: Soak, rss_start: float, rss_idle: flo
         f"fitted slope after warm-up       {slope:8.1f} MiB per 100 requests (target < 5)",
         f"RSS after {args.idle:.0f} s idle            {rss_idle:8.0f} MiB "
         f"({idle_vs_warm:+.1f} % vs warm; target within 10 %)",
-        f"/healthz during the run          p50 {np.percentile(health, 50):.1f} ms, "
-        f"p99 {np.percentile(health, 99):.1f} ms, max {health.max():.1f} ms "
-        f"over {len(soak.health_ms)} probes (target p99 <= 100 ms)",
+        *health.summary(),
     ]
     return "\n".join(lines)
 
