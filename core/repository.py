@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Engine, Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import types
@@ -132,11 +133,20 @@ def set_answer_models(s: Session, key: CollectionKey, models: dict[str, Any] | N
 
 
 def get_or_create_collection(s: Session, key: CollectionKey) -> CollectionRow:
+    """The collection, made when missing. Two requests that both found it missing (the
+    first uploads into a new collection, at once) both get the one row: the loser's
+    insert fails on the unique (tenant, name) inside a savepoint and it reads the winner's."""
     row = find_collection(s, key)
-    if row is None:
-        row = CollectionRow(id=new_id(), tenant=key.tenant, name=key.name)
-        s.add(row)
-        s.flush()
+    if row is not None:
+        return row
+    try:
+        with s.begin_nested():
+            row = CollectionRow(id=new_id(), tenant=key.tenant, name=key.name)
+            s.add(row)
+    except IntegrityError:
+        row = find_collection(s, key)
+        if row is None:
+            raise
     return row
 
 
