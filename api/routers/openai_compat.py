@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import observability
+from api.answer_records import store_answer
 from api.deps import PlatformDep, TenantDep
 from api.metrics import QUERIES, QUERY_LATENCY
 from api.platform import Platform
@@ -224,6 +225,8 @@ def chat_completions(
     except RagError as e:
         return _error_of(e)
     observability.record_answer(answer)
+    # stored like every answer: its id (in the rag field) is what POST /v1/feedback takes
+    rag = {**_rag_field(answer), "answer_id": store_answer(platform.engine, key, answer)}
     rid = observability.request_id() or ""
     completion_id = f"chatcmpl-{rid}"
     created = int(time.time())
@@ -244,7 +247,7 @@ def chat_completions(
                 }
             ],
             "usage": _usage(answer),
-            "rag": _rag_field(answer),
+            "rag": rag,
         }
 
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -269,7 +272,7 @@ def chat_completions(
         yield chunk({"role": "assistant", "content": ""})
         for piece in _pieces(answer.text):
             yield chunk({"content": piece})
-        yield chunk({}, "stop", rag=_rag_field(answer))
+        yield chunk({}, "stop", rag=rag)
         if include_usage:  # OpenAI's last chunk: no choices, the usage
             yield event([], usage=_usage(answer))
         yield "data: [DONE]\n\n"

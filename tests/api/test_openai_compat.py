@@ -113,6 +113,13 @@ def test_openai_client_answers_and_streams_the_same_text(server: Server) -> None
     assert not rag["abstained"]
     assert rag["citations"] and rag["citations"][0]["source"].endswith(".md")
     assert {v["guard"] for v in rag["verdicts"]}
+    # stored like every answer: feedback takes its id
+    feedback = httpx.post(
+        f"{server.url}/v1/feedback",
+        json={"answer_id": rag["answer_id"], "rating": "up"},
+        headers={"Authorization": f"Bearer {server.secret}"},
+    )
+    assert feedback.status_code == 201, feedback.text
     assert reply.usage and reply.usage.completion_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
@@ -131,6 +138,7 @@ def test_openai_client_answers_and_streams_the_same_text(server: Server) -> None
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finish) == 1 and finish[0].choices[0].finish_reason == "stop"
     assert finish[0].model_extra["rag"]["citations"] == rag["citations"]  # type: ignore[index]
+    assert finish[0].model_extra["rag"]["answer_id"] != rag["answer_id"]  # type: ignore[index]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert _counted("/v1/chat/completions", "200", before + 2) == before + 2
     tokens_after = REGISTRY.get_sample_value("rag_llm_tokens_total", {"kind": "completion"})
