@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import RagServer, ingest_examples
+from bench.server import RagServer, ingest_examples, local_settings
 
 KINDS = ("generation", "upload", "job", "delete")
 QUESTIONS = (
@@ -186,9 +186,8 @@ def main() -> None:
             print(rows[-1], flush=True)
         server.stop()
         from api.platform import Platform
-        from core.settings import Settings
 
-        platform = Platform(Settings(data_dir=data))
+        platform = Platform(local_settings(data))
         changed = [r for r in platform.store.repair(platform.engine) if r.changed]
         platform.shutdown()
     kinds = Counter(KINDS[(t - 1) % len(KINDS)] for t in range(1, args.trials + 1))

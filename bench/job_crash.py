@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.server import RagServer
+from bench.server import RagServer, local_settings
 from core import repository
 from core.db import make_engine
 from core.settings import Settings
@@ -200,7 +200,7 @@ def run_trial(n: int, args: argparse.Namespace, root: Path) -> Trial:
         kill_after = rng.uniform(0.3, args.max_kill)
     trial = Trial(n, kill_after)
     data = root / f"trial{n:02d}"
-    settings = Settings(data_dir=data)
+    settings = local_settings(data)
     files = _write_files(root, args.files, args.size, n)
     log = root / f"trial{n:02d}.log"
     server = RagServer(data, log=log)

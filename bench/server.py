@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from core.settings import DBSettings, Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +47,12 @@ def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra or {})}
     env.pop("RAG_DB__URL", None)
     return env
+
+
+def local_settings(data: Path) -> Settings:
+    """The settings of a benchmark's server on ``data``: its own SQLite file there, even
+    when RAG_DB__URL names another database (``pytest --postgres`` sets it)."""
+    return Settings(data_dir=data, db=DBSettings())
 
 
 def rag(data: Path, *args: str) -> list[str]:
