@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
@@ -701,17 +701,30 @@ def add_job(
     return row.id
 
 
+# rows that belong to a collection, looked up for a tenant
+_Owned = TypeVar("_Owned", IngestionJobRow, ConversationRow, AnswerRow)
+
+
+def _owned_by(
+    s: Session, row_type: type[_Owned], row_id: str, tenant: str
+) -> tuple[_Owned, CollectionRow] | None:
+    """The row with ``row_id`` and its collection, only when that collection is the
+    tenant's (another tenant's row is as missing as an unknown one)."""
+    found = s.execute(
+        select(row_type, CollectionRow)
+        .join(CollectionRow, CollectionRow.id == row_type.collection_id)
+        .where(row_type.id == row_id, CollectionRow.tenant == tenant)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
 def get_job(s: Session, tenant: str, job_id: str) -> tuple[IngestionJobRow, CollectionRow]:
     """The tenant's job and its collection; ``JobNotFound`` for an unknown id or another
     tenant's job (the same message either way)."""
-    found = s.execute(
-        select(IngestionJobRow, CollectionRow)
-        .join(CollectionRow, CollectionRow.id == IngestionJobRow.collection_id)
-        .where(IngestionJobRow.id == job_id, CollectionRow.tenant == tenant)
-    ).first()
+    found = _owned_by(s, IngestionJobRow, job_id, tenant)
     if found is None:
         raise JobNotFound(f"ingestion job '{job_id}' does not exist (see `rag jobs list`)")
-    return found[0], found[1]
+    return found
 
 
 def job_by_id(s: Session, job_id: str) -> IngestionJobRow | None:
@@ -980,14 +993,10 @@ def get_conversation(
 ) -> tuple[ConversationRow, CollectionRow]:
     """The tenant's conversation and its collection; ``ConversationNotFound`` for an
     unknown id or another tenant's conversation (the same message either way)."""
-    found = s.execute(
-        select(ConversationRow, CollectionRow)
-        .join(CollectionRow, CollectionRow.id == ConversationRow.collection_id)
-        .where(ConversationRow.id == conversation_id, CollectionRow.tenant == tenant)
-    ).first()
+    found = _owned_by(s, ConversationRow, conversation_id, tenant)
     if found is None:
         raise ConversationNotFound(f"conversation '{conversation_id}' does not exist")
-    return found[0], found[1]
+    return found
 
 
 def list_conversations(
@@ -1047,14 +1056,10 @@ def add_answer(s: Session, **columns: Any) -> AnswerRow:
 def get_answer(s: Session, tenant: str, answer_id: str) -> tuple[AnswerRow, CollectionRow]:
     """The tenant's answer and its collection; ``AnswerNotFound`` for an unknown id or
     another tenant's answer."""
-    found = s.execute(
-        select(AnswerRow, CollectionRow)
-        .join(CollectionRow, CollectionRow.id == AnswerRow.collection_id)
-        .where(AnswerRow.id == answer_id, CollectionRow.tenant == tenant)
-    ).first()
+    found = _owned_by(s, AnswerRow, answer_id, tenant)
     if found is None:
         raise AnswerNotFound(f"answer '{answer_id}' does not exist")
-    return found[0], found[1]
+    return found
 
 
 def set_feedback(s: Session, answer_id: str, **columns: Any) -> FeedbackRow:
