@@ -28,6 +28,23 @@ def test_embed_shape_dtype_norm_and_order(embedder: SentenceTransformerEmbedder)
     assert v[0] @ v[2] > v[0] @ v[1]  # cat ~ kitten more than cat ~ revenue
 
 
+def test_weights_are_not_read_from_the_mapped_file(embedder: SentenceTransformerEmbedder) -> None:
+    # Weights left mapped from model.safetensors are paged in word by word as new text
+    # arrives: a server's memory crept up for hours. They are copied at load.
+    embedder.warm_up()
+    mapped = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(".safetensors"):
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            mapped.append((start, end))
+    model = embedder._model
+    assert model is not None
+    tensors = [*model.parameters(), *model.buffers()]
+    assert tensors
+    for t in tensors:
+        assert not any(start <= t.data_ptr() < end for start, end in mapped)
+
+
 def test_empty_input(embedder: SentenceTransformerEmbedder) -> None:
     assert embedder.embed([]).shape == (0, 384)
 
