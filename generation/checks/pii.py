@@ -319,6 +319,9 @@ def _build(entities: Sequence[str]) -> tuple[AnalyzerEngine, AnonymizerEngine]:
     return analyzer, AnonymizerEngine()
 
 
+VOCAB_LIMIT = 20_000  # words the tokenizer keeps before it starts afresh (~7 MiB)
+
+
 def _tokenizer_engine() -> Any:
     """A presidio ``NlpEngine`` with spaCy's blank English tokenizer and no model: tokens
     and lower-cased "lemmas" for presidio's context words, no named entities."""
@@ -339,6 +342,12 @@ def _tokenizer_engine() -> Any:
             return self.nlp is not None
 
         def process_text(self, text: str, language: str) -> NlpArtifacts:
+            if len(self.nlp.vocab) > VOCAB_LIMIT:
+                # spaCy keeps every word it has tokenized (vocab, string store, tokenizer
+                # cache) for the life of the pipeline: new numbers and names grew a
+                # server by ~7 MiB per 1,000 texts without end (issue 14's soak). A
+                # fresh blank tokenizer costs ~0.1 s; earlier docs keep their own vocab.
+                self.load()
             doc = self.nlp.make_doc(text)
             return NlpArtifacts(
                 entities=[],

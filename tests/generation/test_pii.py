@@ -174,6 +174,24 @@ def test_configuration_is_checked() -> None:
     assert f.labels == ("EMAIL_ADDRESS",)
 
 
+def test_tokenizer_vocabulary_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # spaCy keeps every new word; new numbers in every text grew a server without end.
+    # Past the limit the tokenizer starts afresh, and finding goes on the same.
+    import generation.checks.pii as pii
+
+    check = default_pii_check()
+    nlp_engine = check._engines()[0].nlp_engine
+    base = len(nlp_engine.nlp.vocab)
+    monkeypatch.setattr(pii, "VOCAB_LIMIT", base + 200)
+    sizes = []
+    for i in range(60):
+        text = f"Ticket {i}: call {i:03d}-555-0{i:03d} or +44 20 7946 0{i:03d}, ref q{i}z w{i}y."
+        assert "PHONE_NUMBER" in check.inspect(text, Stage.DOCUMENT).labels
+        sizes.append(len(nlp_engine.nlp.vocab))
+    assert max(sizes) <= base + 200 + 20  # one text's words past the limit at most
+    assert min(sizes[10:]) < max(sizes)  # it did start afresh
+
+
 def test_shared_instance_is_thread_safe(check: PiiCheck) -> None:
     text, value = CASES[0][1], CASES[0][2]
     errors: list[BaseException] = []
