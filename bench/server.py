@@ -42,6 +42,31 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def memory_map(pid: int) -> dict[str, float]:
+    """A process's RSS in MiB by where it sits (Linux ``smaps``): ``[heap]`` (the main
+    malloc heap), ``anonymous ≥ 60 MiB`` (malloc's per-thread arenas are 64 MiB
+    reservations), ``anonymous < 60 MiB`` (mmapped blocks, thread stacks), ``[stack]``,
+    and file mappings by file name (shared libraries grouped as ``*.so``)."""
+    kinds: dict[str, float] = {}
+    kind = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            name = head[5] if len(head) > 5 else ""
+            if not name:
+                big = end - start >= 60 << 20
+                kind = "anonymous ≥ 60 MiB" if big else "anonymous < 60 MiB"
+            elif name.startswith("["):
+                kind = name
+            else:
+                base = Path(name).name
+                kind = "*.so" if ".so" in base else base
+        elif line.startswith("Rss:"):
+            kinds[kind] = kinds.get(kind, 0.0) + int(line.split()[1]) / 1024
+    return kinds
+
+
 def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment, offline, on the data folder's own SQLite (never a test database)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra or {})}

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.server import HealthProbe, RagServer, bench_env, ingest_examples, rss_mib
+from bench.server import HealthProbe, RagServer, bench_env, ingest_examples, memory_map, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = (
@@ -52,8 +52,10 @@ def question(n: int) -> str:
 
 
 class Soak:
-    def __init__(self, url: str, pid: int, total: int, mixed: bool) -> None:
+    def __init__(self, url: str, pid: int, total: int, mixed: bool, warm_up: int) -> None:
         self.url, self.pid, self.total, self.mixed = url, pid, total, mixed
+        self.warm_up = warm_up
+        self.warm_map: dict[str, float] = {}
         self.lock = threading.Lock()
         self.next = 0
         self.done = 0
@@ -87,6 +89,8 @@ class Soak:
                 with self.lock:
                     self.done += 1
                     self.samples.append((self.done, rss_mib(self.pid)))
+                    if self.done == self.warm_up + 1:
+                        self.warm_map = memory_map(self.pid)
 
     def _upload_or_delete(self, http: httpx.Client, worker: int, op: int) -> None:
         with self.lock:
@@ -130,7 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), env)
         try:
-            soak = Soak(server.url, server.pid, args.requests, args.mixed)
+            soak = Soak(server.url, server.pid, args.requests, args.mixed, args.warm_up)
             rss_start = rss_mib(server.pid)
             began = time.monotonic()
             with HealthProbe(server.url) as health:
@@ -144,9 +148,11 @@ def main() -> None:
             elapsed = time.monotonic() - began
             time.sleep(args.idle)
             rss_idle = rss_mib(server.pid)
+            idle_map = memory_map(server.pid)
         finally:
             server.stop(60)
     report = render(args, soak, rss_start, rss_idle, elapsed, health)
+    report += "\n\n" + growth_table(soak.warm_map, idle_map)
     print(report)
     if args.out:
         args.out.write_text(report + "\n")
@@ -183,6 +189,16 @@ def render(args: argparse.Namespace, soak: Soak, rss_start: float, rss_idle: flo
         f"({idle_vs_warm:+.1f} % vs warm; target within 10 %)",
         *health.summary(),
     ]
+    return "\n".join(lines)
+
+
+def growth_table(warm: dict[str, float], idle: dict[str, float], top: int = 6) -> str:
+    """Where the RSS grew between the warm request and the end of the idle wait."""
+    grown = sorted(idle.keys() | warm.keys(), key=lambda k: warm.get(k, 0) - idle.get(k, 0))
+    lines = [f"{'RSS by mapping (MiB)':<28} {'warm':>8} {'idle end':>8} {'change':>8}"]
+    for k in grown[:top]:
+        w, i = warm.get(k, 0.0), idle.get(k, 0.0)
+        lines.append(f"{k:<28} {w:>8.1f} {i:>8.1f} {i - w:>+8.1f}")
     return "\n".join(lines)
 
 
