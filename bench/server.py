@@ -44,9 +44,10 @@ def rss_mib(pid: int) -> float:
 
 def memory_map(pid: int) -> dict[str, float]:
     """A process's RSS in MiB by where it sits (Linux ``smaps``): ``[heap]`` (the main
-    malloc heap), ``anonymous ≥ 60 MiB`` (malloc's per-thread arenas are 64 MiB
-    reservations), ``anonymous < 60 MiB`` (mmapped blocks, thread stacks), ``[stack]``,
-    and file mappings by file name (shared libraries grouped as ``*.so``)."""
+    malloc heap), anonymous mappings by size (``≥ 60 MiB``: whole 64 MiB malloc arenas;
+    ``< 60 MiB``: large malloc blocks, thread stacks, and arenas whose writable part glibc
+    split off), ``[stack]``, and file mappings by file name (shared libraries grouped as
+    ``*.so``)."""
     kinds: dict[str, float] = {}
     kind = ""
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():

@@ -14,7 +14,9 @@ poller asks ``/healthz`` and ``/readyz`` twice a second throughout. Afterwards t
 
 Prints RSS against requests (every tenth of the run), the slope fitted by least squares
 after warm-up (the first ``--warm-up`` requests) in MiB per 100 requests, the RSS after
-the idle minute against the warm level, and the health routes' p50/p99. Targets (issue 14): slope
+the idle minute against the warm level, the health routes' p50/p99, and the mappings
+whose RSS grew most between the warm request and the end of the idle wait
+(``bench.server.memory_map``). Targets (issue 14): slope
 under 5 MiB per 100 requests, idle RSS within 10 % of the warm level, health p99
 ≤ 100 ms.
 """
